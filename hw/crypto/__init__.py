@@ -1,1 +1,1 @@
-"""placeholder"""
+"""AES-GCM / GMAC crypto engine gateware (see docs/crypto-engine.md)."""
