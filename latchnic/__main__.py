@@ -1,0 +1,5 @@
+import sys
+
+from latchnic.cli import main
+
+sys.exit(main())
