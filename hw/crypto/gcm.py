@@ -1,0 +1,281 @@
+"""AES-GCM / GMAC engine processing whole packets as streams.
+
+Per packet the host (or the ESP datapath) sends a command, then the packet's
+bytes on `i` (hw/stream.py layout):
+  encrypt      i = AAD || P          o = AAD || C || ICV
+  decrypt      i = AAD || C || ICV   o = AAD || P        (tag.ok = ICV match)
+  gmac         i = A (all AAD)       o = A || ICV
+  gmac+decrypt i = A || ICV          o = A               (tag.ok = ICV match)
+For gmac, the AAD is aad_len + payload_len bytes. Every packet also produces
+one `tag` transfer (tag masked to icv_len bytes, and ok). Plaintext leaves
+before the tag is checked (cut-through); the consumer drops the packet when
+`ok` is 0. A packet whose output is empty (decrypt with no AAD and no
+payload) is a single beat with keep = 0.
+
+Blocks: command -> counter generator -> AES core -> keystream FIFO; the
+sequencer takes 16-byte blocks from the input gearbox, xors keystream, feeds
+GHASH, pushes to the output gearbox, then the length block, ICV and tag.
+H = E(K, 0^128) is computed once per key slot when the key is written.
+
+Configurations (one design, parameters only):
+  compact: 64-bit stream, 2-unit AES ring, GHASH 32-bit digits
+  wide:    128-bit stream, 14-stage AES pipeline, single-cycle GHASH
+"""
+
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from ..stream import packet_signature
+from .aes_core import AESCore
+from .gearbox import ByteGearbox, lane_mask
+from .ghash import GHASH
+from .key_expand import KeyExpand, key_layout
+
+CONFIGS = {
+    "compact": dict(width=64, units=2, digit=32, n_slots=16, ksq_depth=8),
+    "wide": dict(width=128, units=14, digit=128, n_slots=16, ksq_depth=32),
+}
+
+MODE_ENCRYPT, MODE_DECRYPT, MODE_GMAC, MODE_GMAC_VERIFY = 0, 1, 2, 3
+
+
+def cmd_layout(slot_bits):
+    return data.StructLayout({
+        "slot": slot_bits,
+        "nonce": 96,          # salt || explicit IV, byte 0 in bits [0:8]
+        "aad_len": 16,        # bytes
+        "payload_len": 16,    # bytes
+        "decrypt": 1,         # verify the trailing ICV instead of appending one
+        "gmac": 1,            # authenticate only: no keystream, all bytes are AAD
+        "icv_len": 5,         # 1..16 bytes (ESP: 8, 12 or 16)
+    })
+
+
+tag_layout = data.StructLayout({"tag": 128, "ok": 1})
+
+TAG_KS, TAG_H = 0, 1
+
+
+def be_bytes(v, n):
+    """n-byte big-endian image of v in byte-lane order."""
+    return Cat(*[v[8 * (n - 1 - j):8 * (n - j)] for j in range(n)])
+
+
+class GCMEngine(wiring.Component):
+    def __init__(self, config="compact", **overrides):
+        p = dict(CONFIGS[config])
+        p.update(overrides)
+        self.config = config
+        self.width = p["width"]
+        self.units = p["units"]
+        self.digit = p["digit"]
+        self.n_slots = p["n_slots"]
+        self.ksq_depth = p["ksq_depth"]
+        self.slot_bits = max(1, (self.n_slots - 1).bit_length())
+        super().__init__({
+            "key": In(stream.Signature(key_layout(self.slot_bits))),
+            "cmd": In(stream.Signature(cmd_layout(self.slot_bits))),
+            "i": In(packet_signature(self.width)),
+            "o": Out(packet_signature(self.width)),
+            "tag": Out(stream.Signature(tag_layout)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        lanes = self.width // 8
+        sb = self.slot_bits
+
+        m.submodules.kx = kx = KeyExpand(slot_bits=sb)
+        m.submodules.aes = aes = AESCore(units=self.units, n_slots=self.n_slots, tag_bits=1)
+        m.submodules.ghash = gh = GHASH(digit=self.digit)
+        m.submodules.ksq = ksq = SyncFIFOBuffered(width=128, depth=self.ksq_depth)
+        m.submodules.seqq = seqq = SyncFIFOBuffered(width=cmd_layout(sb).size, depth=4)
+        m.submodules.ingb = ingb = ByteGearbox(lanes, 16, 16 + lanes + 8)
+        # the output side needs one spare block of room to move a block per cycle
+        m.submodules.outgb = outgb = ByteGearbox(16, lanes, 32 if lanes < 16 else 48)
+
+        # ---- key loading: expand into the core, then H = E(K, 0) into hmem ----
+        m.submodules.hmem = hmem = Memory(shape=128, depth=self.n_slots, init=[])
+        slot_aes256 = Signal(self.n_slots)
+        h_pending = Signal()     # H request not yet issued
+        h_busy = Signal()        # key loading in progress (until H is written)
+        h_slot = Signal(sb)
+        h_aes256 = Signal()
+        ld_slot = Signal(sb)     # slot whose round keys / H are being rewritten
+        m.d.comb += [kx.key.payload.eq(self.key.payload),
+                     kx.key.valid.eq(self.key.valid & ~h_busy),
+                     self.key.ready.eq(kx.key.ready & ~h_busy),
+                     aes.rk_we.eq(kx.rk_we), aes.rk_slot.eq(kx.rk_slot),
+                     aes.rk_round.eq(kx.rk_round), aes.rk_data.eq(kx.rk_data)]
+        with m.If(self.key.valid & self.key.ready):
+            m.d.sync += [h_busy.eq(1), ld_slot.eq(self.key.payload.slot)]
+        with m.If(kx.done):
+            m.d.sync += [h_pending.eq(1), h_slot.eq(kx.done_slot), h_aes256.eq(kx.done_aes256)]
+            m.d.sync += slot_aes256.bit_select(kx.done_slot, 1).eq(kx.done_aes256)
+        hw = hmem.write_port()
+        m.d.comb += [hw.addr.eq(h_slot), hw.data.eq(aes.resp.block),
+                     hw.en.eq(aes.resp_valid & (aes.resp.tag == TAG_H))]
+        with m.If(hw.en):
+            m.d.sync += h_busy.eq(0)
+
+        # ---- counter generator: J0 then inc32 blocks, ahead of the data ----
+        cmd = self.cmd.payload
+        g_valid = Signal()
+        g_nonce = Signal(96)
+        g_ctr = Signal(32)
+        g_left = Signal(13)      # counter blocks still to issue after J0
+        g_slot = Signal(sb)
+        g_aes256 = Signal()
+        outstanding = Signal(range(self.ksq_depth + 1))
+        ks_credit = outstanding < self.ksq_depth
+        g_issue = Signal()
+        ks_pop = Signal()
+
+        # a packet for the slot being (re)keyed waits; other slots flow on
+        m.d.comb += self.cmd.ready.eq(~g_valid & seqq.w_rdy & ~(h_busy & (cmd.slot == ld_slot)))
+        m.d.comb += [seqq.w_data.eq(cmd.as_value()),
+                     seqq.w_en.eq(self.cmd.valid & self.cmd.ready)]
+        with m.If(self.cmd.valid & self.cmd.ready):
+            nblocks = Mux(cmd.gmac, 0, (cmd.payload_len + 15) >> 4)
+            m.d.sync += [g_valid.eq(1), g_nonce.eq(cmd.nonce), g_ctr.eq(1),
+                         g_left.eq(nblocks), g_slot.eq(cmd.slot),
+                         g_aes256.eq(slot_aes256.bit_select(cmd.slot, 1))]
+        with m.If(h_pending):
+            m.d.comb += [aes.req.valid.eq(1), aes.req.payload.block.eq(0),
+                         aes.req.payload.slot.eq(h_slot),
+                         aes.req.payload.aes256.eq(h_aes256),
+                         aes.req.payload.tag.eq(TAG_H)]
+            with m.If(aes.req.ready):
+                m.d.sync += h_pending.eq(0)
+        with m.Else():
+            m.d.comb += [aes.req.valid.eq(g_valid & ks_credit),
+                         aes.req.payload.block.eq(Cat(g_nonce, be_bytes(g_ctr, 4))),
+                         aes.req.payload.slot.eq(g_slot),
+                         aes.req.payload.aes256.eq(g_aes256),
+                         aes.req.payload.tag.eq(TAG_KS),
+                         g_issue.eq(aes.req.valid & aes.req.ready)]
+        with m.If(g_issue):
+            m.d.sync += [g_ctr.eq(g_ctr + 1), g_left.eq(g_left - 1)]
+            with m.If(g_left == 0):
+                m.d.sync += g_valid.eq(0)
+        m.d.sync += outstanding.eq(outstanding + g_issue - ks_pop)
+        m.d.comb += [ksq.w_data.eq(aes.resp.block),
+                     ksq.w_en.eq(aes.resp_valid & (aes.resp.tag == TAG_KS)),
+                     ksq.r_en.eq(ks_pop)]
+
+        # ---- input stream -> input gearbox ----
+        keep = self.i.payload.keep
+        m.d.comb += [ingb.push_valid.eq(self.i.valid),
+                     ingb.push_data.eq(self.i.payload.data),
+                     ingb.push_n.eq(sum(keep[j].as_unsigned() for j in range(lanes))),
+                     self.i.ready.eq(ingb.push_ready)]
+
+        # ---- output gearbox -> output stream ----
+        # a full beat waits for one more byte or the packet end, so that
+        # `last` cannot change while the beat is offered
+        o_first = Signal(init=1)
+        o_n = Mux(outgb.count > lanes, lanes, outgb.count)
+        m.d.comb += [self.o.valid.eq((outgb.count > lanes) | outgb.eop_pending),
+                     self.o.payload.data.eq(outgb.pop_data),
+                     self.o.payload.keep.eq(Cat(*[o_n > j for j in range(lanes)])),
+                     self.o.payload.first.eq(o_first),
+                     self.o.payload.last.eq(outgb.pop_last),
+                     outgb.pop.eq(self.o.valid & self.o.ready),
+                     outgb.pop_n.eq(o_n)]
+        with m.If(self.o.valid & self.o.ready):
+            m.d.sync += o_first.eq(outgb.pop_last)
+
+        # ---- sequencer ----
+        c = Signal(cmd_layout(sb))
+        m.d.comb += c.as_value().eq(seqq.r_data)
+        aad_rem = Signal(17)
+        pay_rem = Signal(16)
+        aad_bits = Signal(64)
+        pay_bits = Signal(64)
+        ekj0 = Signal(128)
+        icv = Signal(128)
+        tag_valid = Signal()
+        tag_out = Signal(tag_layout)
+        m.d.comb += [self.tag.valid.eq(tag_valid), self.tag.payload.eq(tag_out)]
+        with m.If(self.tag.valid & self.tag.ready):
+            m.d.sync += tag_valid.eq(0)
+
+        hr = hmem.read_port()
+        m.d.comb += [hr.addr.eq(c.slot), gh.h.eq(hr.data)]
+
+        kblk = Signal(5)         # bytes in the block being moved
+        blk_mask = lane_mask(kblk, 16)
+        in_blk = ingb.pop_data & blk_mask
+        have_in = ingb.count >= kblk
+        icv_mask = lane_mask(c.icv_len, 16)
+        full_tag = (gh.y ^ ekj0) & icv_mask
+
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += hr.en.eq(1)
+                with m.If(seqq.r_rdy):
+                    total = c.aad_len + c.payload_len
+                    m.d.sync += [aad_rem.eq(Mux(c.gmac, total, c.aad_len)),
+                                 pay_rem.eq(Mux(c.gmac, 0, c.payload_len)),
+                                 aad_bits.eq(Mux(c.gmac, total, c.aad_len) << 3),
+                                 pay_bits.eq(Mux(c.gmac, 0, c.payload_len) << 3)]
+                    m.next = "START"
+            with m.State("START"):
+                # H for this slot was read in IDLE
+                m.d.comb += gh.start.eq(1)
+                m.next = "J0"
+            with m.State("J0"):
+                with m.If(ksq.r_rdy):
+                    m.d.comb += ks_pop.eq(1)
+                    m.d.sync += ekj0.eq(ksq.r_data)
+                    m.next = "AAD"
+            with m.State("AAD"):
+                m.d.comb += kblk.eq(Mux(aad_rem > 16, 16, aad_rem))
+                with m.If(aad_rem == 0):
+                    m.next = "PAY"
+                with m.Elif(have_in & outgb.push_ready & gh.i.ready):
+                    m.d.comb += [ingb.pop.eq(1), ingb.pop_n.eq(kblk),
+                                 outgb.push_valid.eq(1), outgb.push_data.eq(in_blk),
+                                 outgb.push_n.eq(kblk),
+                                 gh.i.valid.eq(1), gh.i.payload.eq(in_blk)]
+                    m.d.sync += aad_rem.eq(aad_rem - kblk)
+            with m.State("PAY"):
+                m.d.comb += kblk.eq(Mux(pay_rem > 16, 16, pay_rem))
+                out_blk = (in_blk ^ ksq.r_data) & blk_mask
+                with m.If(pay_rem == 0):
+                    m.next = "LEN"
+                with m.Elif(have_in & outgb.push_ready & gh.i.ready & ksq.r_rdy):
+                    m.d.comb += [ingb.pop.eq(1), ingb.pop_n.eq(kblk), ks_pop.eq(1),
+                                 outgb.push_valid.eq(1), outgb.push_data.eq(out_blk),
+                                 outgb.push_n.eq(kblk),
+                                 gh.i.valid.eq(1),
+                                 gh.i.payload.eq(Mux(c.decrypt, in_blk, out_blk))]
+                    m.d.sync += pay_rem.eq(pay_rem - kblk)
+            with m.State("LEN"):
+                m.d.comb += [gh.i.valid.eq(1),
+                             gh.i.payload.eq(Cat(be_bytes(aad_bits, 8), be_bytes(pay_bits, 8)))]
+                with m.If(gh.i.ready):
+                    with m.If(c.decrypt):
+                        m.next = "ICV"
+                    with m.Else():
+                        m.next = "FIN"
+            with m.State("ICV"):
+                m.d.comb += kblk.eq(c.icv_len)
+                with m.If(have_in):
+                    m.d.comb += [ingb.pop.eq(1), ingb.pop_n.eq(kblk)]
+                    m.d.sync += icv.eq(in_blk)
+                    m.next = "FIN"
+            with m.State("FIN"):
+                # all ICV bytes are compared at once: no data-dependent timing
+                with m.If(~gh.busy & ~tag_valid & outgb.push_ready):
+                    m.d.comb += [outgb.push_valid.eq(1), outgb.push_eop.eq(1),
+                                 outgb.push_data.eq(full_tag),
+                                 outgb.push_n.eq(Mux(c.decrypt, 0, c.icv_len)),
+                                 seqq.r_en.eq(1)]
+                    m.d.sync += [tag_valid.eq(1), tag_out.tag.eq(full_tag),
+                                 tag_out.ok.eq(~c.decrypt | ((full_tag ^ icv) == 0))]
+                    m.next = "IDLE"
+        return m
