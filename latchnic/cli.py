@@ -118,6 +118,15 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("which", choices=("model", "crypto"))
     b.add_argument("rest", nargs=argparse.REMAINDER)
     b.set_defaults(func=_cmd_bench)
+
+    # the host driver's commands (peer/sa/spd/template/latch/stats/...) live
+    # beside the driver code; they register themselves here
+    try:
+        from latchnic.driver.cli import register
+    except ImportError:
+        register = None
+    if register is not None:
+        register(sub)
     return p
 
 
