@@ -121,11 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     # the host driver's commands (peer/sa/spd/template/latch/stats/...) live
     # beside the driver code; they register themselves here
-    try:
+    import importlib.util
+    if importlib.util.find_spec("latchnic.driver.cli") is not None:
         from latchnic.driver.cli import register
-    except ImportError:
-        register = None
-    if register is not None:
         register(sub)
     return p
 
