@@ -419,6 +419,8 @@ class ModelDevice:
             raise Drop("seq_exhausted", sa.name)
         if sa.spec.mode == "transport" and pkt.is_fragment:
             raise Drop("fragment", "transport mode cannot protect a fragment")
+        if self._protected_len(sa, pkt) > 0xFFFF:
+            raise Drop("unsupported", "protected packet would not fit a 16-bit IP length")
         if latch is None:
             latch = self._clone(pkt, flow, sa)
         seq = sa.next_seq()
@@ -432,6 +434,26 @@ class ModelDevice:
         if sa.spec.mode == "tunnel":
             l2 = with_ethertype(l2, sa.spec.src.version)
         return self._forward("out", l2 + ip, sa, latch)
+
+    @staticmethod
+    def _protected_len(sa: SaState, pkt: Packet) -> int:
+        """What the protected packet's IPv4 total length / IPv6 payload length
+        field would hold; checked before any state changes (the NIC does not
+        fragment after encapsulation)."""
+        spec = sa.spec
+        if spec.mode == "tunnel":
+            version = spec.src.version
+            data = pkt.l3_end - pkt.l3
+            hdr = 20 if version == 4 else 0
+        else:
+            version = pkt.version
+            data = pkt.l3_end - pkt.payload_off
+            hdr = pkt.hdr_len - (0 if version == 4 else 40)
+        if spec.proto == "esp":
+            body = esp.ESP_HDR + esp.IV_LEN + data + (-(data + 2)) % 4 + 2 + spec.icv
+        else:
+            body = ah.ah_len(version) + data
+        return hdr + body
 
     def _encapsulate(self, sa: SaState, pkt: Packet, seq: int) -> bytes:
         spec = sa.spec

@@ -6,7 +6,8 @@ REASONS = {
     "malformed": "headers inconsistent or truncated, bad IPv4 checksum, garbage",
     "fragment": "an ESP/AH packet that is an IP fragment (no reassembly in the NIC), "
                 "or a fragment an outbound transport-mode SA would have to protect",
-    "unsupported": "valid but outside what the datapath implements (IPv6 routing header under AH, jumbogram)",
+    "unsupported": "valid but outside what the datapath implements (IPv6 routing header under AH, jumbogram, "
+                   "a packet too big to protect within 65535 bytes)",
     "no_policy": "no SPD rule matched (the SPD's implicit final rule is DISCARD)",
     "spd_discard": "the first matching SPD rule says DISCARD",
     "spd_clear": "a clear-text inbound packet whose first matching SPD rule is PROTECT",
