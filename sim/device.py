@@ -554,6 +554,8 @@ class ModelDevice:
             if nh not in (IPPROTO_IPIP, IPPROTO_IPV6):
                 raise Drop("malformed", f"tunnel SA carries next header {nh}")
             version = 4 if nh == IPPROTO_IPIP else 6
+            if inner and inner[0] >> 4 != version:
+                raise Drop("malformed", f"next header {nh} but the inner packet is IPv{inner[0] >> 4}")
             new_frame = with_ethertype(l2, version) + inner
         else:
             hdr = bytearray(frame[pkt.l3:off])
