@@ -135,7 +135,7 @@ def _parse_ipv6(frame: bytes, l3: int, avail: int) -> Packet:
         raise Malformed("truncated IPv6 header")
     (plen, nh) = struct.unpack_from("!HB", frame, l3 + 4)
     if plen == 0:
-        raise Malformed("IPv6 jumbograms are not supported")
+        raise Malformed("IPv6 jumbograms are not supported", "unsupported")
     if 40 + plen > avail:
         raise Malformed(f"IPv6 payload length {plen} exceeds the {avail - 40} bytes present")
     end = l3 + 40 + plen
