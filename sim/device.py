@@ -273,7 +273,7 @@ class ModelDevice:
         """None if the SA may carry the latched flow, else the drop reason."""
         if self.pad.index.get(sa.spec.peer) != latch.peer:
             return "latch_peer"
-        if not sa.spec.qop.satisfies(latch.qop):
+        if not sa.qop.satisfies(latch.qop):
             return "latch_qop"
         return None
 
@@ -315,7 +315,7 @@ class ModelDevice:
         peer = self.pad.index[sa.spec.peer]
         if template.peer is not None and self.pad.index.get(template.peer) != peer:
             raise Drop("latch_peer", f"template {tid} expects peer {template.peer!r}")
-        latch = self.latches.insert(flow, peer=peer, qop=sa.spec.qop, template=tid,
+        latch = self.latches.insert(flow, peer=peer, qop=sa.qop, template=tid,
                                     created_ns=self.now_ns, last_ns=self.now_ns)
         if latch is None:
             raise Drop("latch_table_full", f"set {self.latches.set_of(flow)} full")

@@ -27,6 +27,7 @@ class SaState:
 
     def __init__(self, spec: SA, replay_window: int):
         self.spec = spec
+        self.qop = spec.qop                                  # compared on every latched packet
         self.gcm = GcmKey(spec.key)
         self.spi_bytes = struct.pack("!I", spec.spi)
         self.seq = spec.seq                                  # out: last sequence number sent
