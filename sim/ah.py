@@ -1,7 +1,8 @@
 """AH (RFC 4302) with AES-GMAC (RFC 4543 section 3.5).
 
 Wire format: NH(1) | payload len(1) | reserved(2) | SPI(4) | seq low(4) |
-IV(8) | ICV(16) [| 4 zero bytes on IPv6, for 8-byte alignment].
+IV(8) | ICV(16) [| 4 pad bytes on IPv6, for 8-byte alignment: sent as
+zeros, covered by the ICV as received (RFC 4302 3.3.3.2.1)].
 The ICV is GMAC with nonce = salt || IV over: the IP header with mutable
 fields zeroed (RFC 4302 3.3.3), the AH header with the ICV field zeroed
 (the IV is covered), the payload, and with ESN the high 32 bits of the
@@ -119,7 +120,10 @@ def verify(sa: SaState, version: int, ip_hdr: bytes, ah: bytes, body: bytes, seq
     n = ah_len(version)
     fixed = ah[:AH_FIXED + IV_LEN]
     icv = ah[AH_FIXED + IV_LEN:AH_FIXED + IV_LEN + ICV_LEN]
-    zeroed = fixed + bytes(n - len(fixed))
+    # only the ICV itself is zeroed: the padding after it is covered as sent,
+    # whatever the sender chose (RFC 4302 3.3.3.2.1)
+    pad = ah[AH_FIXED + IV_LEN + ICV_LEN:n]
+    zeroed = fixed + bytes(ICV_LEN) + pad
     iv = fixed[AH_FIXED:]
     if not sa.gcm.gmac_ok(sa.nonce(iv), _icv_input(version, ip_hdr, zeroed, body, sa, seq), icv):
         raise Drop("icv")
