@@ -1,0 +1,103 @@
+"""AXI4-Lite slave in front of the generated register decoder.
+
+Flat, AXI-named ports (`s_axil_awaddr`, ...) so that cocotbext-axi's
+AxiLiteBus.from_prefix(dut, "s_axil") and a vendor interconnect find them.
+One access at a time: a write waits for both AW and W, then answers on B; a
+read answers on R the cycle after the decoder saw it. An address without a
+register answers SLVERR. Reads and writes alternate when both are pending,
+so neither can starve the other.
+"""
+
+from amaranth.hdl import Module, Mux, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from .regmap import ADDR_BITS, RegBus
+
+OKAY, SLVERR = 0b00, 0b10
+
+
+def axil_members(prefix="s_axil", addr_bits=ADDR_BITS):
+    p = prefix + "_"
+    return {
+        p + "awaddr": In(addr_bits), p + "awvalid": In(1), p + "awready": Out(1),
+        p + "wdata": In(32), p + "wstrb": In(4), p + "wvalid": In(1), p + "wready": Out(1),
+        p + "bresp": Out(2), p + "bvalid": Out(1), p + "bready": In(1),
+        p + "araddr": In(addr_bits), p + "arvalid": In(1), p + "arready": Out(1),
+        p + "rdata": Out(32), p + "rresp": Out(2), p + "rvalid": Out(1), p + "rready": In(1),
+    }
+
+
+class AxiLiteSlave(wiring.Component):
+    """AXI4-Lite (flat ports) to RegBus (`bus`, out)."""
+
+    def __init__(self, prefix="s_axil"):
+        self._p = prefix + "_"
+        super().__init__({**axil_members(prefix), "bus": Out(RegBus())})
+
+    def _s(self, name):
+        return getattr(self, self._p + name)
+
+    def elaborate(self, platform):
+        m = Module()
+        s, bus = self._s, self.bus
+        last_was_read = Signal()
+        err = Signal()
+
+        with m.FSM():
+            with m.State("IDLE"):
+                do_write = s("awvalid") & s("wvalid")
+                do_read = s("arvalid")
+                with m.If(do_write & (~do_read | last_was_read)):
+                    m.d.comb += [s("awready").eq(1), s("wready").eq(1),
+                                 bus.addr.eq(s("awaddr")), bus.w_en.eq(1),
+                                 bus.w_data.eq(s("wdata")), bus.w_strb.eq(s("wstrb"))]
+                    m.d.sync += [s("bresp").eq(Mux(bus.err, SLVERR, OKAY)),
+                                 s("bvalid").eq(1), last_was_read.eq(0)]
+                    m.next = "WRESP"
+                with m.Elif(do_read):
+                    m.d.comb += [s("arready").eq(1), bus.addr.eq(s("araddr")), bus.r_en.eq(1)]
+                    m.d.sync += [err.eq(bus.err), last_was_read.eq(1)]
+                    m.next = "RDATA"
+            with m.State("WRESP"):
+                with m.If(s("bready")):
+                    m.d.sync += s("bvalid").eq(0)
+                    m.next = "IDLE"
+            with m.State("RDATA"):
+                # decoder's read data arrives now; hold it in the R channel
+                m.d.sync += [s("rdata").eq(bus.r_data), s("rresp").eq(Mux(err, SLVERR, OKAY)),
+                             s("rvalid").eq(1)]
+                m.next = "RRESP"
+            with m.State("RRESP"):
+                with m.If(s("rready")):
+                    m.d.sync += s("rvalid").eq(0)
+                    m.next = "IDLE"
+        return m
+
+
+class AxiLiteRegisters(wiring.Component):
+    """AxiLiteSlave + RegisterFile: AXI ports plus the register file's
+    datapath-side ports (same names as RegisterFile's)."""
+
+    def __init__(self, regfile):
+        self.regfile = regfile
+        self.slave = AxiLiteSlave()
+        members = dict(axil_members())
+        for name, member in regfile.signature.members.items():
+            if name != "bus":
+                members[name] = member
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.slave = self.slave
+        m.submodules.regfile = self.regfile
+        wiring.connect(m, self.slave.bus, self.regfile.bus)
+        for name, member in self.signature.members.items():
+            if name.startswith("s_axil_"):
+                a, b = getattr(self, name), getattr(self.slave, name)
+                m.d.comb += (b.eq(a) if member.flow == In else a.eq(b))
+            else:
+                a, b = getattr(self, name), getattr(self.regfile, name)
+                m.d.comb += (b.eq(a) if member.flow == In else a.eq(b))
+        return m

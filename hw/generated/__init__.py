@@ -1,0 +1,1 @@
+"""Files generated from hw/regmap.py (python -m latchnic.hw.regmap --write)."""

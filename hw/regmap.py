@@ -1,0 +1,425 @@
+"""The control register map of the policy/latching core, declared once.
+
+Everything else is generated from `REGMAP` below:
+
+* the gateware address decoder (`RegisterFile`, used behind `hw/axil.py`),
+* the driver's constants: `hw/generated/regmap.json` and `hw/generated/regs.py`,
+* the register reference `docs/registers.md`.
+
+Regenerate the files after changing this module:
+
+    python -m latchnic.hw.regmap --write
+
+`tests/hw/test_regmap.py` fails when a generated file differs from what this
+module would write (`--check` does the same from the command line).
+
+Conventions
+-----------
+* 32-bit registers, byte addresses, word aligned. Access is `ro` (hardware
+  drives the value), `rw` (host-owned, reads back what was written) or `wo`
+  (write-only: reads return 0; key material and command registers).
+* An access to an address that holds no register answers SLVERR.
+* Offset 0 holds the identification block: magic, version, capabilities
+  (table sizes, algorithms, replay window). Its values are build parameters
+  (`Params`); the generated files show the defaults.
+* Tables are never written in place. The host fills the staging registers
+  (`TBL_STAGE*`, and the write-only `TBL_KEY*` for SAD keys), then writes
+  `TBL_COMMIT` once with the table number and entry index: the whole entry
+  is copied in one clock cycle, so the datapath never sees half an entry
+  (tear-free). Keys enter only through `TBL_KEY*` and no register reads
+  them back.
+* Counters per drop reason are generated from `latchnic.sim.drops.REASONS`,
+  so a reason's register index is its code in the model and in the drop logs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from amaranth.hdl import Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from latchnic.sim.drops import REASONS
+
+MAGIC = 0x4C4E4943          # "LNIC"
+VERSION_MAJOR = 0
+VERSION_MINOR = 1
+
+ALGORITHMS = ("aes-gcm-128", "aes-gcm-256", "gmac-128", "gmac-256")
+
+# Table numbers written to TBL_COMMIT.table
+TABLES = {
+    "spd_out": 0,      # outbound SPD rules, priority = index
+    "spd_in": 1,       # inbound SPD rules
+    "sad": 2,          # SA parameters (keys through TBL_KEY*)
+    "pad": 3,          # peer claims
+    "template": 4,     # latch templates
+    "latch": 5,        # host-side latch release (op = release)
+}
+STAGE_WORDS = 24       # 768 bits: the widest entry (an SPD rule with two v6 ranges)
+KEY_WORDS = 9          # 256-bit key + 32-bit salt
+EVENT_WORDS = 4
+
+
+@dataclass(frozen=True)
+class Params:
+    """Build parameters that the ID block reports."""
+    sas: int = 64
+    spd_rules: int = 64
+    peers: int = 64
+    templates: int = 16
+    latch_capacity: int = 1024
+    latch_ways: int = 4
+    replay_window_max: int = 1024
+    replay_window_default: int = 64
+    event_depth: int = 64
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    lsb: int
+    width: int
+    desc: str
+
+    @property
+    def mask(self) -> int:
+        return ((1 << self.width) - 1) << self.lsb
+
+
+@dataclass(frozen=True)
+class Register:
+    name: str
+    offset: int
+    access: str                  # ro | rw | wo
+    desc: str
+    fields: tuple[Field, ...] = ()
+    reset: int = 0               # rw: value after reset
+    const: str | None = None     # ro constants: the Params attribute / function that gives the value
+    group: str = ""
+
+    def __post_init__(self):
+        assert self.access in ("ro", "rw", "wo"), self.access
+        assert self.offset % 4 == 0, self.name
+        used = 0
+        for f in self.fields:
+            assert f.lsb + f.width <= 32, (self.name, f.name)
+            assert not used & f.mask, (self.name, f.name)
+            used |= f.mask
+
+    @property
+    def port(self) -> str:
+        return self.name.lower()
+
+
+def _caps_values(p: Params) -> dict[str, int]:
+    alg_bits = (1 << len(ALGORITHMS)) - 1
+    return {
+        "ID": MAGIC,
+        "VERSION": (VERSION_MAJOR << 16) | VERSION_MINOR,
+        "CAPS_TABLES": p.sas | (p.spd_rules << 16),
+        "CAPS_PAD": p.peers | (p.templates << 16),
+        "CAPS_LATCH": p.latch_capacity | ((p.latch_ways.bit_length() - 1) << 24),
+        "CAPS_CRYPTO": alg_bits | (0b11 << 4) | (0b11 << 6) | (0b111 << 8) | (1 << 11),
+        "CAPS_REPLAY": p.replay_window_max | (p.replay_window_default << 16),
+        "CAPS_MISC": len(REASONS) | (p.event_depth << 8) | (STAGE_WORDS << 24),
+    }
+
+
+def _build() -> tuple[Register, ...]:
+    R = Register
+    F = Field
+    regs: list[Register] = []
+    g = "Identification and capabilities"
+    regs += [
+        R("ID", 0x000, "ro", "Magic number 0x4C4E4943 (\"LNIC\"): the driver checks it first.",
+          (F("magic", 0, 32, "0x4C4E4943"),), const="ID", group=g),
+        R("VERSION", 0x004, "ro", "Register map version; the major number changes on incompatible edits.",
+          (F("minor", 0, 16, "minor version"), F("major", 16, 16, "major version")),
+          const="VERSION", group=g),
+        R("CAPS_TABLES", 0x008, "ro", "Table sizes of the build.",
+          (F("sas", 0, 16, "SAD entries"), F("spd_rules", 16, 16, "SPD rules per direction")),
+          const="CAPS_TABLES", group=g),
+        R("CAPS_PAD", 0x00C, "ro", "PAD and template table sizes.",
+          (F("peers", 0, 16, "PAD entries (peer indexes 0..peers-1)"),
+           F("templates", 16, 16, "latch template entries")), const="CAPS_PAD", group=g),
+        R("CAPS_LATCH", 0x010, "ro", "Latch table geometry: capacity slots in capacity/ways sets.",
+          (F("capacity", 0, 24, "latch slots"), F("log2_ways", 24, 4, "log2 of the ways per set")),
+          const="CAPS_LATCH", group=g),
+        R("CAPS_CRYPTO", 0x014, "ro", "Algorithms and formats the datapath implements.",
+          (F("algs", 0, 4, "bit i: " + ", ".join(f"{i} {a}" for i, a in enumerate(ALGORITHMS))),
+           F("protos", 4, 2, "bit 0 ESP, bit 1 AH"),
+           F("modes", 6, 2, "bit 0 transport, bit 1 tunnel"),
+           F("icv", 8, 3, "bit 0 ICV 8, bit 1 ICV 12, bit 2 ICV 16 bytes"),
+           F("esn", 11, 1, "extended sequence numbers (RFC 4304)")),
+          const="CAPS_CRYPTO", group=g),
+        R("CAPS_REPLAY", 0x018, "ro", "Anti-replay window sizes (packets).",
+          (F("max", 0, 16, "largest window the build supports"),
+           F("default", 16, 16, "window after reset")), const="CAPS_REPLAY", group=g),
+        R("CAPS_MISC", 0x01C, "ro", "Other sizes.",
+          (F("reasons", 0, 8, "number of drop reasons (counters DROP_*)"),
+           F("event_depth", 8, 16, "event FIFO entries"),
+           F("stage_words", 24, 8, "TBL_STAGE words")), const="CAPS_MISC", group=g),
+        R("SCRATCH", 0x020, "rw", "Free for the driver (bus test).", (F("value", 0, 32, ""),), group=g),
+    ]
+    g = "Control"
+    regs += [
+        R("CTRL", 0x040, "rw", "Datapath control.",
+          (F("enable", 0, 1, "1: process packets; 0: drop nothing, forward nothing (held in reset)"),
+           F("clear_counters", 1, 1, "1: hold every counter at 0")), group=g),
+        R("STATUS", 0x044, "ro", "Datapath status.",
+          (F("busy", 0, 1, "a packet is in the pipeline"),
+           F("commit_busy", 1, 1, "a table commit is in progress")), group=g),
+        R("IRQ_ENABLE", 0x048, "rw", "Interrupt enable.",
+          (F("events", 0, 1, "raise the interrupt while the event FIFO is not empty"),
+           F("overflow", 1, 1, "raise it when events were lost")), group=g),
+        R("IRQ_STATUS", 0x04C, "ro", "Interrupt causes (level; cleared by draining the FIFO).",
+          (F("events", 0, 1, "event FIFO not empty"), F("overflow", 1, 1, "events were lost")), group=g),
+        R("REPLAY_WINDOW", 0x050, "rw", "Device anti-replay window in packets (64..CAPS_REPLAY.max).",
+          (F("size", 0, 16, ""),), reset=64, group=g),
+        R("TICK_DIV", 0x054, "rw", "Clock cycles per timer tick (the latch timers count ticks).",
+          (F("cycles", 0, 32, ""),), reset=125_000, group=g),
+        R("TIME_WAIT", 0x058, "rw", "TCP latch TIME_WAIT hold, in ticks.",
+          (F("ticks", 0, 32, ""),), reset=60_000, group=g),
+        R("UDP_IDLE", 0x05C, "rw", "UDP latch idle expiry, in ticks.",
+          (F("ticks", 0, 32, ""),), reset=30_000, group=g),
+        R("NOW", 0x060, "ro", "Timer tick counter (the device clock for latch timers).",
+          (F("ticks", 0, 32, ""),), group=g),
+    ]
+    g = "Table staging (tear-free updates)"
+    for i in range(STAGE_WORDS):
+        regs.append(R(f"TBL_STAGE{i}", 0x100 + 4 * i, "rw",
+                      f"Staged entry, bits {32 * i + 31}..{32 * i} (layouts: docs/policy-core.md).",
+                      (F("bits", 0, 32, ""),), group=g))
+    for i in range(KEY_WORDS):
+        regs.append(R(f"TBL_KEY{i}", 0x180 + 4 * i, "wo",
+                      f"Staged SA key material word {i} (key || salt, big-endian words); never readable.",
+                      (F("bits", 0, 32, ""),), group=g))
+    regs += [
+        R("TBL_COMMIT", 0x1C0, "wo", "Copy the staged entry into a table in one cycle.",
+          (F("index", 0, 16, "entry index"),
+           F("table", 16, 4, "table: " + ", ".join(f"{v} {k}" for k, v in TABLES.items())),
+           F("op", 24, 2, "0 write, 1 clear (entry invalid), 2 release (latch table)")), group=g),
+        R("TBL_COMMITS", 0x1C4, "ro", "Number of commits done since reset (the driver polls it).",
+          (F("count", 0, 32, ""),), group=g),
+    ]
+    g = "Latch events"
+    regs += [
+        R("EVT_LEVEL", 0x200, "ro", "Events waiting in the FIFO.",
+          (F("count", 0, 16, ""), F("lost", 16, 16, "events dropped because the FIFO was full")),
+          group=g),
+    ]
+    for i in range(EVENT_WORDS):
+        regs.append(R(f"EVT_DATA{i}", 0x204 + 4 * i, "ro",
+                      f"Head event, word {i} (layout: docs/policy-core.md).", (F("bits", 0, 32, ""),),
+                      group=g))
+    regs.append(R("EVT_POP", 0x214, "wo", "Write any value: remove the head event.", (), group=g))
+    g = "Counters"
+    regs += [
+        R("FRAMES_OUT", 0x300, "ro", "Frames from the host (outbound).", (F("count", 0, 32, ""),), group=g),
+        R("FRAMES_IN", 0x304, "ro", "Frames from the wire (inbound).", (F("count", 0, 32, ""),), group=g),
+        R("FORWARDED", 0x308, "ro", "Frames forwarded (both directions).", (F("count", 0, 32, ""),), group=g),
+        R("NON_IP", 0x30C, "ro", "Non-IP frames passed unchanged.", (F("count", 0, 32, ""),), group=g),
+    ]
+    for code, (reason, text) in enumerate(REASONS.items()):
+        regs.append(R(f"DROP_{reason.upper()}", 0x400 + 4 * code, "ro",
+                      f"Drops with reason code {code} `{reason}`: {text}.",
+                      (F("count", 0, 32, ""),), group=g))
+    return tuple(regs)
+
+
+REGMAP: tuple[Register, ...] = _build()
+BY_NAME = {r.name: r for r in REGMAP}
+ADDR_BITS = 12          # 4 KiB window
+
+
+def _check_unique():
+    seen = {}
+    for r in REGMAP:
+        assert r.offset not in seen, (r.name, seen.get(r.offset))
+        assert r.offset < (1 << ADDR_BITS), r.name
+        seen[r.offset] = r.name
+
+
+_check_unique()
+
+
+# ---------------------------------------------------------------- gateware
+
+class RegBus(wiring.Signature):
+    """The simple register bus between the AXI4-Lite slave and the decoder:
+    one access per request, read data the cycle after `r_en`."""
+
+    def __init__(self):
+        super().__init__({
+            "addr": Out(ADDR_BITS),
+            "w_en": Out(1), "w_data": Out(32), "w_strb": Out(4),
+            "r_en": Out(1), "r_data": In(32),
+            "err": In(1),        # the address holds no register (valid with the access)
+        })
+
+
+def _port_members(regmap) -> dict:
+    members = {}
+    for r in regmap:
+        if r.access == "ro" and r.const is None:
+            members[r.port] = In(32)
+        elif r.access in ("rw", "wo"):
+            members[r.port] = Out(32, init=r.reset)
+            members[r.port + "_stb"] = Out(1)
+    return members
+
+
+class RegisterFile(wiring.Component):
+    """Address decoder generated from REGMAP.
+
+    Ports: `bus` (RegBus, in) and one port per register: `ro` registers are
+    inputs the datapath drives; `rw`/`wo` registers are outputs holding the
+    last written value plus a one-cycle `<name>_stb` on every write (a `wo`
+    register's value is never readable). ID-block constants live here."""
+
+    def __init__(self, params: Params = Params(), regmap=REGMAP):
+        self.params = params
+        self.regmap = regmap
+        super().__init__({"bus": In(RegBus()), **_port_members(regmap)})
+
+    def elaborate(self, platform):
+        m = Module()
+        consts = _caps_values(self.params)
+        bus = self.bus
+        r_data = Signal(32)
+        m.d.comb += bus.r_data.eq(r_data)
+        for r in self.regmap:
+            if r.access in ("rw", "wo"):
+                m.d.sync += getattr(self, r.port + "_stb").eq(0)
+        hit = Signal()
+        with m.Switch(bus.addr[2:]):
+            for r in self.regmap:
+                with m.Case(r.offset >> 2):
+                    m.d.comb += hit.eq(1)
+                    if r.access in ("rw", "wo"):
+                        reg = getattr(self, r.port)
+                        with m.If(bus.w_en):
+                            for b in range(4):
+                                with m.If(bus.w_strb[b]):
+                                    m.d.sync += reg[8 * b:8 * b + 8].eq(bus.w_data[8 * b:8 * b + 8])
+                            m.d.sync += getattr(self, r.port + "_stb").eq(1)
+                    with m.If(bus.r_en):
+                        if r.access == "rw":
+                            m.d.sync += r_data.eq(getattr(self, r.port))
+                        elif r.access == "ro":
+                            value = consts[r.const] if r.const else getattr(self, r.port)
+                            m.d.sync += r_data.eq(value)
+                        else:
+                            m.d.sync += r_data.eq(0)
+        m.d.comb += bus.err.eq(~hit)
+        return m
+
+
+# --------------------------------------------------------- generated files
+
+ROOT = Path(__file__).resolve().parent.parent
+JSON_PATH = ROOT / "hw" / "generated" / "regmap.json"
+PY_PATH = ROOT / "hw" / "generated" / "regs.py"
+MD_PATH = ROOT / "docs" / "registers.md"
+HEADER = "generated by `python -m latchnic.hw.regmap --write` from hw/regmap.py; do not edit"
+
+
+def as_json(params: Params = Params()) -> str:
+    consts = _caps_values(params)
+    doc = {
+        "generated": HEADER,
+        "magic": MAGIC, "version": [VERSION_MAJOR, VERSION_MINOR],
+        "address_bits": ADDR_BITS,
+        "tables": TABLES, "stage_words": STAGE_WORDS, "key_words": KEY_WORDS,
+        "reasons": list(REASONS),
+        "registers": [
+            {"name": r.name, "offset": r.offset, "access": r.access, "desc": r.desc,
+             "group": r.group, "reset": consts.get(r.const, r.reset) if r.const else r.reset,
+             "fields": [{"name": f.name, "lsb": f.lsb, "width": f.width, "desc": f.desc}
+                        for f in r.fields]}
+            for r in REGMAP],
+    }
+    return json.dumps(doc, indent=1) + "\n"
+
+
+def as_python(params: Params = Params()) -> str:
+    lines = [f'"""Register constants of the latchnic policy core ({HEADER})."""', "",
+             f"MAGIC = {MAGIC:#010x}", f"VERSION = ({VERSION_MAJOR}, {VERSION_MINOR})",
+             f"STAGE_WORDS = {STAGE_WORDS}", f"KEY_WORDS = {KEY_WORDS}", "",
+             "TABLES = {" + ", ".join(f"{k!r}: {v}" for k, v in TABLES.items()) + "}", "",
+             "REASONS = (" + "".join(f"{r!r}, " for r in REASONS) + ")", "", ""]
+    for r in REGMAP:
+        lines.append(f"{r.name} = {r.offset:#05x}  # {r.access}: {r.desc}")
+        for f in r.fields:
+            if f.width < 32:
+                lines.append(f"{r.name}_{f.name.upper()}_SHIFT = {f.lsb}")
+                lines.append(f"{r.name}_{f.name.upper()}_MASK = {f.mask:#010x}")
+    lines.append("")
+    lines.append("ACCESS = {" + ", ".join(f"{r.name}: {r.access!r}" for r in REGMAP) + "}")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def as_markdown(params: Params = Params()) -> str:
+    consts = _caps_values(params)
+    out = ["# Register reference", "", f"<!-- {HEADER} -->", "",
+           "The policy/latching core's AXI4-Lite register map (32-bit registers, byte "
+           f"offsets, a {1 << ADDR_BITS}-byte window). Access: `ro` read-only, `rw` "
+           "read/write, `wo` write-only (reads return 0). Unmapped addresses answer SLVERR. "
+           "Values in the identification block are build parameters; shown here for the "
+           "default build.", "",
+           "Tables are updated tear-free: fill `TBL_STAGE*` (and `TBL_KEY*` for SA keys), "
+           "then write `TBL_COMMIT` once; the entry is copied in one clock cycle. Table "
+           "numbers: " + ", ".join(f"{v} = `{k}`" for k, v in TABLES.items()) + ".", ""]
+    group = None
+    for r in REGMAP:
+        if r.group != group:
+            group = r.group
+            out += [f"## {group}", "", "| offset | name | access | reset | description |",
+                    "|---|---|---|---|---|"]
+        reset = consts[r.const] if r.const else r.reset
+        fields = "".join(f"<br>`[{f.lsb + f.width - 1}:{f.lsb}]` {f.name}" + (f": {f.desc}" if f.desc else "")
+                         for f in r.fields if len(r.fields) > 1 or f.desc)
+        out.append(f"| `{r.offset:#05x}` | `{r.name}` | {r.access} | `{reset:#x}` | {r.desc}{fields} |")
+        nxt = REGMAP.index(r) + 1
+        if nxt == len(REGMAP) or REGMAP[nxt].group != group:
+            out.append("")
+    return "\n".join(out)
+
+
+GENERATED = {JSON_PATH: as_json, PY_PATH: as_python, MD_PATH: as_markdown}
+
+
+def stale() -> list[Path]:
+    return [p for p, gen in GENERATED.items() if not p.exists() or p.read_text() != gen()]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m latchnic.hw.regmap",
+                                 description="Write or check the files generated from the register map.")
+    ap.add_argument("--write", action="store_true", help="regenerate the files")
+    ap.add_argument("--check", action="store_true", help="exit 1 if any file is stale")
+    args = ap.parse_args(argv)
+    if args.write:
+        for p, gen in GENERATED.items():
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_text(gen())
+            print(f"wrote {p.relative_to(ROOT)}")
+        return 0
+    bad = stale()
+    for p in bad:
+        print(f"stale: {p.relative_to(ROOT)} (run python -m latchnic.hw.regmap --write)")
+    if args.check:
+        return 1 if bad else 0
+    print(as_markdown())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
