@@ -30,7 +30,6 @@ combination is skipped.
 
 from __future__ import annotations
 
-import ipaddress
 import itertools
 
 import pytest
