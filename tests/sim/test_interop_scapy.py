@@ -83,8 +83,11 @@ def _id(alg, layout, esn):
     return f"{a}-icv{icv}-{lay}-{'esn' if esn else 'noesn'}"
 
 
+# scapy's AES-GCM always makes and expects 16-byte tags (its AESGCM AEAD
+# ignores crypt_icv_size), so round trips through scapy use 16-byte ICVs;
+# ICV 8/12 are checked against scapy's full tag cut to length (TRUNCATED).
 COMBOS = [pytest.param(alg, lay, esn, id=_id(alg, lay, esn))
-          for alg, lay, esn in itertools.product(ALGS, LAYOUTS, (False, True))]
+          for alg, lay, esn in itertools.product(ALGS, LAYOUTS, (False, True)) if alg[3] == 16]
 TRUNCATED = [pytest.param(alg, lay, esn, id=_id(alg, lay, esn))
              for alg, lay, esn in itertools.product(ALGS, LAYOUTS, (False, True)) if alg[3] != 16]
 
@@ -254,9 +257,6 @@ def check_outbound(s: Setup, sa: SecurityAssociation, *, truncated_ref=None):
 
 @pytest.mark.parametrize("alg,layout,esn", COMBOS)
 def test_model_to_scapy(alg, layout, esn):
-    if alg[3] != 16:
-        pytest.skip("scapy's AES-GCM always uses 16-byte tags (AESGCM AEAD); "
-                    "ICV 8/12 covered by test_truncated_icv_model_to_scapy")
     s = Setup(alg, layout, esn)
     sa = s.scapy_sa(s.key_out, SPI_OUT, *s.out_ends)
     check_outbound(s, sa)
@@ -314,9 +314,6 @@ def tamper_checks(s: Setup, sa: SecurityAssociation, next_seq: int, mangle):
 
 @pytest.mark.parametrize("alg,layout,esn", COMBOS)
 def test_scapy_to_model(alg, layout, esn):
-    if alg[3] != 16:
-        pytest.skip("scapy's AES-GCM always uses 16-byte tags (AESGCM AEAD); "
-                    "ICV 8/12 covered by test_truncated_icv_scapy_to_model")
     s = Setup(alg, layout, esn)
     sa = s.scapy_sa(s.key_in, SPI_IN, *s.in_ends)
     check_inbound(s, list(scapy_packets(s, sa)))
