@@ -20,6 +20,7 @@ takes its place once the policy core exists.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ipaddress
 import os
@@ -159,6 +160,7 @@ class Harness:
             _check_addr(addr)
         h = cls(workdir=workdir, engine=engine, tag="ln" + secrets.token_hex(3))
         h.hosts = {"a": Host("a", a), "b": Host("b", b)}
+        atexit.register(h.close)            # namespaces go even if the caller forgets
         try:
             h._build(rogue)
         except BaseException:
