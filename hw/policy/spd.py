@@ -1,0 +1,119 @@
+"""SPD engine: ordered rules per direction, first match wins (RFC 4301 4.4.1).
+
+Rules live in one block RAM, `capacity` entries per direction (out at
+0..capacity-1, in above). A lookup scans its direction's rules in priority
+order, one rule per cycle, and stops at the first rule that matches, at the
+first invalid entry (the driver keeps each direction's rules contiguous and
+ends them with an invalid entry) or at the last entry. No match is `hit = 0`:
+the SPD's implicit final rule, DISCARD (`no_policy`).
+
+Cost: k + 3 cycles for a first match at index k; a miss costs
+(rules programmed) + 3. One decision per packet.
+"""
+
+from amaranth.hdl import Cat, Const, Module, Signal
+from amaranth.lib import data, enum, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from .selectors import encode_selectors, flow_layout, pack, selector_layout, selector_match
+
+
+class Action(enum.Enum, shape=2):
+    PROTECT = 0
+    BYPASS = 1
+    DISCARD = 2
+
+
+ACTIONS = {"protect": Action.PROTECT, "bypass": Action.BYPASS, "discard": Action.DISCARD}
+
+rule_layout = data.StructLayout({
+    "valid": 1,
+    "sel": selector_layout,
+    "action": Action,
+    "sa": 16,              # out PROTECT: SAD index of the SA to use; in: the pinned SA
+    "pin_sa": 1,           # in PROTECT pinned to one SA
+    "pin_peer": 1,         # in PROTECT pinned to one peer
+    "peer": 8,             # the pinned peer's PAD index
+})
+
+req_layout = data.StructLayout({"inbound": 1, "flow": flow_layout})
+
+resp_layout = data.StructLayout({
+    "hit": 1,
+    "index": 16,
+    "action": Action,
+    "sa": 16,
+    "pin_sa": 1,
+    "pin_peer": 1,
+    "peer": 8,
+})
+
+
+def encode_rule(rule, sa_index: int | None = None, peer_index: int | None = None) -> int:
+    """A latchnic.config.SpdRule as the staged entry the driver commits.
+    `sa_index`: SAD slot of rule.sa; `peer_index`: PAD index of rule.peer."""
+    return pack(rule_layout, {
+        "valid": 1, "sel": encode_selectors(rule), "action": ACTIONS[rule.action].value,
+        "sa": sa_index or 0, "pin_sa": int(rule.dir == "in" and rule.sa is not None),
+        "pin_peer": int(rule.peer is not None), "peer": peer_index or 0})
+
+
+class SpdEngine(wiring.Component):
+    """`req`: (direction, flow) lookups; `resp`: the first matching rule.
+    `w_*`: the table write port (one whole rule per write, from TBL_COMMIT)."""
+
+    def __init__(self, capacity: int = 64):
+        assert capacity & (capacity - 1) == 0
+        self.capacity = capacity
+        self.abits = (capacity - 1).bit_length()
+        super().__init__({
+            "req": In(stream.Signature(req_layout)),
+            "resp": Out(stream.Signature(resp_layout)),
+            "w_en": In(1), "w_inbound": In(1), "w_index": In(16), "w_data": In(rule_layout),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        ab = self.abits
+        m.submodules.mem = mem = Memory(shape=rule_layout, depth=2 * self.capacity, init=[])
+        wp = mem.write_port()
+        rp = mem.read_port()
+        m.d.comb += [wp.addr.eq(Cat(self.w_index[:ab], self.w_inbound)), wp.data.eq(self.w_data),
+                     wp.en.eq(self.w_en)]
+
+        flow = Signal(flow_layout)
+        inbound = Signal()
+        ridx = Signal(ab + 1)
+        didx = Signal(ab + 1)
+        rule = rp.data
+        hit = selector_match(m, rule.sel, flow, name="spd_hit")
+        resp = Signal(resp_layout)
+        m.d.comb += self.resp.payload.eq(resp)
+
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += [self.req.ready.eq(1), rp.addr.eq(Cat(Const(0, ab), self.req.payload.inbound))]
+                with m.If(self.req.valid):
+                    m.d.sync += [flow.eq(self.req.payload.flow), inbound.eq(self.req.payload.inbound),
+                                 ridx.eq(1), didx.eq(0)]
+                    m.next = "SCAN"
+            with m.State("SCAN"):
+                m.d.comb += rp.addr.eq(Cat(ridx[:ab], inbound))
+                m.d.sync += [ridx.eq(ridx + 1), didx.eq(ridx)]
+                with m.If(~rule.valid):
+                    m.d.sync += resp.eq(0)
+                    m.next = "RESP"
+                with m.Elif(hit):
+                    m.d.sync += [resp.hit.eq(1), resp.index.eq(didx), resp.action.eq(rule.action),
+                                 resp.sa.eq(rule.sa), resp.pin_sa.eq(rule.pin_sa),
+                                 resp.pin_peer.eq(rule.pin_peer), resp.peer.eq(rule.peer)]
+                    m.next = "RESP"
+                with m.Elif(didx == self.capacity - 1):
+                    m.d.sync += resp.eq(0)
+                    m.next = "RESP"
+            with m.State("RESP"):
+                m.d.comb += self.resp.valid.eq(1)
+                with m.If(self.resp.ready):
+                    m.next = "IDLE"
+        return m
