@@ -10,6 +10,7 @@ the file, the entry and the field, and nothing is programmed.
 from __future__ import annotations
 
 import ipaddress
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -193,7 +194,8 @@ class _Entry:
                 self.fail(name, "missing (required)")
             return default
         value = self.table[name]
-        if kind is int and isinstance(value, bool) or not isinstance(value, kind):
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if isinstance(value, bool) and bool not in kinds or not isinstance(value, kind):
             want = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
             self.fail(name, f"expected {want}, got {type(value).__name__} {value!r}")
         if choices is not None and value not in choices:
@@ -282,8 +284,8 @@ def _device(source, table) -> DeviceKnobs:
     tw = e.get("time_wait_s", (int, float), d.time_wait_s)
     ui = e.get("udp_idle_s", (int, float), d.udp_idle_s)
     for n, v in (("time_wait_s", tw), ("udp_idle_s", ui)):
-        if v < 0:
-            e.fail(n, f"must not be negative, got {v}")
+        if not math.isfinite(v) or v < 0:
+            e.fail(n, f"must be a finite number of seconds >= 0, got {v}")
     cap = e.get("latch_capacity", int, d.latch_capacity)
     ways = e.get("latch_ways", int, d.latch_ways)
     if ways < 1 or ways & (ways - 1):
