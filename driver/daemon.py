@@ -54,6 +54,7 @@ class SocketWatcher:
         self.log = log
         self.installed: dict[tuple, int | None] = {}     # socket key -> template id (None: accepted child)
         self.net_ids: list[int] = []
+        self.closing: set[tuple] = set()                 # TIME_WAIT/CLOSE sockets already handled
 
     def _wanted(self, s: HostSocket) -> bool:
         if s.loopback:
@@ -112,6 +113,15 @@ class SocketWatcher:
                                  remote_port=PortSel(s.remote_port, s.remote_port))
         for key in [k for k in self.installed if k not in want]:
             self._drop(key, self.installed[key], release=True)
+        # a connection can open and start closing between two polls (an accepted
+        # child answered and closed at once): release by its TIME_WAIT/CLOSE socket
+        closing = {("conn", s.proto, s.local, s.local_port, s.remote, s.remote_port)
+                   for s in sockets if self._wanted(s) and s.connected and s.proto == "tcp"
+                   and s.state in (TCP_TIME_WAIT, TCP_CLOSE)}
+        for key in closing - self.closing:
+            if key not in want:
+                self._release(key)
+        self.closing = closing
         for key, t in want.items():
             if key in self.installed:
                 continue
@@ -131,15 +141,20 @@ class SocketWatcher:
             self._del_template(tid)
             self.log(f"template {tid} removed: {_key_text(key)} closed")
         if release and key[0] == "conn":
-            _, proto, local, lport, remote, rport = key
-            for l in self.dev.latches():
-                if (l["proto"], l["local"], l["local_port"], l["remote"], l["remote_port"]) == (
-                        proto, local, lport, remote, rport):
-                    try:
-                        self.dev.release_latch(l["slot"])
-                        self.log(f"latch {l['slot']} released: {_key_text(key)} closed")
-                    except BackendError:
-                        pass
+            self.closing.add(key)
+            self._release(key)
+
+    def _release(self, key):
+        """Free the latch of a closed connection now (TIME_WAIT would hold it)."""
+        _, proto, local, lport, remote, rport = key
+        for l in self.dev.latches():
+            if (l["proto"], l["local"], l["local_port"], l["remote"], l["remote_port"]) == (
+                    proto, local, lport, remote, rport):
+                try:
+                    self.dev.release_latch(l["slot"])
+                    self.log(f"latch {l['slot']} released: {_key_text(key)} closed")
+                except BackendError:
+                    pass
 
 
 def _key_text(key) -> str:

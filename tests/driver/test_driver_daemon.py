@@ -104,3 +104,18 @@ def test_nic_gateware_engine_refuses(short_dir):
                         "--control", f"{short_dir}/g.sock"], capture_output=True, text=True, timeout=60)
     assert p.returncode == 2
     assert p.stderr.startswith("latchnic nic: the gateware engine is not available yet")
+
+
+def test_watcher_releases_connection_it_never_saw_live(device):
+    """Opened, answered and closing between two polls: the TIME_WAIT socket
+    is enough to release the latch, once."""
+    device.del_template(0)
+    device.add_template(__import__("kit").cfg().templates[0])
+    v = device.process(syn(), "out", 1)
+    w = SocketWatcher(device, safety_net=False, log=lambda m: None)
+    tw = HostSocket("tcp", HOST, 40000, ALICE, 443, TCP_TIME_WAIT, 0)
+    w.poll([tw])
+    assert device.latches() == []
+    device.process(syn(), "out", 2)              # a new connection on the same 4-tuple later
+    w.poll([tw])                                 # the same TIME_WAIT socket: not released again
+    assert [l["slot"] for l in device.latches()] == [v.latch]
