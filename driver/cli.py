@@ -257,12 +257,25 @@ def _common(p: argparse.ArgumentParser, path: str, func, json_flag=True):
     p.set_defaults(func=func, cmd_path=path, json=False)
 
 
+FIELDS = {
+    "peer": "name NAME claims PREFIX[,PREFIX...]",
+    "sa": "name N dir in|out spi X proto esp|ah mode transport|tunnel alg aes-gcm-128|aes-gcm-256|"
+          "gmac-128|gmac-256 key HEX(key||salt) [icv 8|12|16] [esn true|false] peer NAME "
+          "[src ADDR] [dst ADDR] [seq N] [replay_window N]",
+    "spd": "dir in|out action protect|bypass|discard [local SEL] [remote SEL] [proto P] "
+           "[local_port PORTS] [remote_port PORTS] [sa NAME] [peer NAME] [index I]",
+    "template": "kind listener|initiator [local SEL] [remote SEL] [proto tcp|udp|any] "
+                "[local_port PORTS] [remote_port PORTS] [peer NAME]",
+}
+
+
 def register(sub):
     for kind, what in (("peer", "PAD peers"), ("sa", "SAD entries"), ("spd", "SPD rules"),
                        ("template", "latch templates")):
         g = sub.add_parser(kind, help=f"{what}: add, del, list")
         gs = g.add_subparsers(dest=f"{kind}_cmd", required=True)
-        a = gs.add_parser("add", help=f"add one (KEY VALUE ... with the config file's field names)")
+        a = gs.add_parser("add", help=f"add one (KEY VALUE ... with the config file's field names)",
+                          epilog=f"fields (as in the TOML [[{kind}]] entry): {FIELDS[kind]}")
         a.add_argument("words", nargs="*", metavar="KEY VALUE")
         _common(a, f"{kind} add", _run(_add(kind)))
         d = gs.add_parser("del", help="delete one")

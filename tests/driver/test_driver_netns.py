@@ -445,3 +445,12 @@ def _wait(cond, timeout):
             return v
         time.sleep(0.05)
     return cond()
+
+
+def test_skip_reason_without_root(monkeypatch):
+    """The netns tests skip (not fail) where namespaces cannot be made."""
+    from latchnic.driver.netns import HarnessError, Harness, namespaces_available
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert namespaces_available() == "network namespaces need root"
+    with pytest.raises(HarnessError, match="may only use 192.0.2.0/24"):
+        Harness.create("/tmp", a="10.0.0.1/24")
