@@ -229,7 +229,10 @@ def _monitor(args, dev):
     end = time.monotonic() + args.timeout if args.timeout else None
     while True:
         wait = 1.0 if end is None else max(0.0, min(1.0, end - time.monotonic()))
-        events, since = dev.events(since=since, wait=wait)
+        try:
+            events, since = dev.events(since=since, wait=wait)
+        except KeyboardInterrupt:
+            return 0
         for e in events:
             print(json.dumps(e) if args.json else event_line(e), flush=True)
             seen += 1

@@ -300,6 +300,131 @@ class Harness:
         self.close()
 
 
+
+# ------------------------------------------------- a ready-made configuration
+
+PAIR_A, PAIR_B = "192.0.2.2", "192.0.2.1"       # a: the client host, b: the server host
+K_AB = "a0a1a2a3a4a5a6a7a8a9aaabacadaeaf11223344"     # a -> b
+K_BA = "b0b1b2b3b4b5b6b7b8b9babbbcbdbebf55667788"     # b -> a
+K_ROGUE = "c0c1c2c3c4c5c6c7c8c9cacbcccdcecf99aabbcc"  # rogue -> b
+
+SA_COMMON = 'proto = "esp"\nmode = "transport"\nalg = "aes-gcm-128"\nicv = 16\n'
+
+
+def pair_configs(a: str = PAIR_A, b: str = PAIR_B, port: int = 5000) -> tuple[str, str]:
+    """The harness's standard configurations (client NIC a, server NIC b):
+    ESP AES-GCM-128 transport between a and b for TCP; the server's PAD lets
+    both client@example.org and rogue@example.org claim 192.0.2.0/24 (a shared
+    pool, the flow-stealing set-up); the client latches its connections to
+    port `port` through a policy-wide initiator template; the server's
+    listener templates are left to the operator or the daemon."""
+    A, B = a, b
+    client = f"""
+    [device]
+    time_wait_s = 60
+
+    [[peer]]
+    name = "server@example.org"
+    claims = ["{B}/32"]
+
+    [[sa]]
+    name = "from-b"
+    dir = "in"
+    spi = 0x2001
+    {SA_COMMON}key = "{K_BA}"
+    peer = "server@example.org"
+    src = "{B}"
+    dst = "{A}"
+
+    [[sa]]
+    name = "to-b"
+    dir = "out"
+    spi = 0x1001
+    {SA_COMMON}key = "{K_AB}"
+    peer = "server@example.org"
+    src = "{A}"
+    dst = "{B}"
+
+    [[spd]]
+    dir = "out"
+    local = "{A}/32"
+    remote = "{B}/32"
+    proto = "tcp"
+    action = "protect"
+    sa = "to-b"
+
+    [[spd]]
+    dir = "in"
+    local = "{A}/32"
+    remote = "{B}/32"
+    proto = "tcp"
+    action = "protect"
+
+    [[template]]
+    kind = "initiator"
+    local = "{A}"
+    remote = "{B}"
+    proto = "tcp"
+    remote_port = {port}
+    """
+
+    server = f"""
+    [device]
+    time_wait_s = 60
+
+    [[peer]]
+    name = "client@example.org"
+    claims = ["192.0.2.0/24"]
+
+    [[peer]]
+    name = "rogue@example.org"
+    claims = ["192.0.2.0/24"]
+
+    [[sa]]
+    name = "from-a"
+    dir = "in"
+    spi = 0x1001
+    {SA_COMMON}key = "{K_AB}"
+    peer = "client@example.org"
+    src = "{A}"
+    dst = "{B}"
+
+    [[sa]]
+    name = "to-a"
+    dir = "out"
+    spi = 0x2001
+    {SA_COMMON}key = "{K_BA}"
+    peer = "client@example.org"
+    src = "{B}"
+    dst = "{A}"
+
+    [[sa]]
+    name = "from-rogue"
+    dir = "in"
+    spi = 0x3001
+    {SA_COMMON}key = "{K_ROGUE}"
+    peer = "rogue@example.org"
+    src = "{A}"
+    dst = "{B}"
+
+    [[spd]]
+    dir = "out"
+    local = "{B}/32"
+    remote = "192.0.2.0/24"
+    proto = "tcp"
+    action = "protect"
+    sa = "to-a"
+
+    [[spd]]
+    dir = "in"
+    local = "{B}/32"
+    remote = "192.0.2.0/24"
+    proto = "tcp"
+    action = "protect"
+    """
+    return client, server
+
+
 def namespaces_available() -> str | None:
     """None if this process can create network namespaces, else why not."""
     if os.geteuid() != 0:
@@ -314,3 +439,78 @@ def namespaces_available() -> str | None:
     except OSError:
         pass
     return None
+
+
+def main(argv=None) -> int:
+    """`python -m latchnic.driver.netns`: build the harness, run one plain TCP
+    connection across the two software NICs, show the latches and the wire,
+    optionally hold it up for `latchnic` commands, and tear it all down."""
+    import argparse
+    import json
+    import tempfile
+    p = argparse.ArgumentParser(prog="python -m latchnic.driver.netns")
+    p.add_argument("--engine", choices=("model", "gateware"), default="model")
+    p.add_argument("--hold", type=float, default=0, help="keep everything up this many seconds")
+    p.add_argument("--pcap", help="write the wire (at NIC a) to this pcap")
+    args = p.parse_args(argv)
+    why = namespaces_available()
+    if why:
+        print(f"netns harness: {why}", file=sys.stderr)
+        return 2
+    work = tempfile.mkdtemp(prefix="ln-harness-")
+    client_cfg, server_cfg = pair_configs(port=5000)
+    paths = {}
+    for name, text in (("a", client_cfg), ("b", server_cfg)):
+        paths[name] = os.path.join(work, f"{name}.toml")
+        with open(paths[name], "w") as f:
+            f.write(text)
+    with Harness.create(work, a=f"{PAIR_A}/24", b=f"{PAIR_B}/24", engine=args.engine, rogue=True) as h:
+        try:
+            h.start_nics(paths)
+        except HarnessError as e:
+            print(f"netns harness: {e}", file=sys.stderr)
+            return 2
+        from latchnic.config import parse_config
+        with h.device("b") as dev:
+            dev.add_template(parse_config(f'[[template]]\nkind = "listener"\nlocal = "{PAIR_B}"\n'
+                                          'proto = "tcp"\nlocal_port = 5000\n').templates[0])
+        cap = h.capture("a")
+        with inside(h.hosts["b"].ns):
+            srv = socket.create_server((PAIR_B, 5000))
+        srv.settimeout(10)
+        with inside(h.hosts["a"].ns):
+            cli = socket.create_connection((PAIR_B, 5000), timeout=10)
+        conn, _ = srv.accept()
+        conn.settimeout(10)
+        cli.sendall(b"hello over the latched connection")
+        print(f"server got: {conn.recv(100)!r}")
+        conn.sendall(b"hello back")
+        print(f"client got: {cli.recv(100)!r}")
+        time.sleep(0.2)
+        cap.close()
+        for name in ("a", "b"):
+            print(f"NIC {name} ({h.hosts[name].ip}), control socket {h.hosts[name].control}:")
+            with h.device(name) as dev:
+                for l in dev.latches():
+                    print(f"  latch {l['slot']} {l['flow']} peer {l['peer']} qop {l['qop']} {l['state']}")
+        kinds = {}
+        for _, _, frame in cap.frames:
+            if len(frame) > 23 and frame[12:14] == b"\x08\x00":
+                kinds[frame[23]] = kinds.get(frame[23], 0) + 1
+        print(f"wire at NIC a, IPv4 frames by protocol: {json.dumps(kinds)} (50 = ESP)")
+        if args.pcap:
+            cap.write_pcap(args.pcap)
+            print(f"wire written to {args.pcap}")
+        if args.hold:
+            print(f"holding {args.hold} s; try: latchnic latch list --device {h.hosts['b'].control}",
+                  flush=True)
+            time.sleep(args.hold)
+        for s in (cli, conn, srv):
+            s.close()
+    import shutil
+    shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

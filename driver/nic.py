@@ -101,7 +101,13 @@ class SoftNic:
             if addr[2] == PACKET_OUTGOING:          # our own transmissions
                 continue
             now = time.monotonic_ns()
-            v = self.backend.process(frame, direction, now)
+            try:
+                v = self.backend.process(frame, direction, now)
+            except Exception as e:          # noqa: BLE001 - a bug must not stop the datapath
+                self.errors[type(e).__name__] = self.errors.get(type(e).__name__, 0) + 1
+                print(f"latchnic nic: {direction} frame dropped, engine error: {e!r}",
+                      file=sys.stderr, flush=True)
+                continue
             if v.action == "forward":
                 try:
                     tx.send(v.frame)
