@@ -88,6 +88,17 @@ class Backend(ABC):
     @abstractmethod
     def caps(self) -> dict: ...
 
+    # ------------------------------------------- datapath (engine backends)
+    def process(self, frame: bytes, direction: str, now_ns: int):
+        """One frame through the device ("out": from the host, "in": from the
+        wire) -> sim.device.Verdict. Only backends that hold the datapath in
+        this process have it (the model; a simulated gateware); the software
+        NIC runs frames through it."""
+        raise NotImplementedError(f"the {self.name} backend has no datapath in this process")
+
+    def tick(self, now_ns: int) -> None:
+        """Advance the device clock without a frame (latch timers)."""
+
     def close(self) -> None:
         pass
 

@@ -322,3 +322,34 @@ def test_model_and_remote_backends_agree(device, short_dir):
         for b in (local, remote):
             b.apply(extra)
         assert snapshot(local) == snapshot(served)
+
+
+def test_control_protocol_refusals(device):
+    """The control socket is a trust boundary: malformed requests and bad
+    entries are refused with a message, and change nothing."""
+    import os
+    import socket as so
+    before = snapshot(device)
+    s = so.socket(so.AF_UNIX, so.SOCK_STREAM)
+    s.settimeout(5)
+    s.connect(os.environ["LATCHNIC_DEVICE"])
+    f = s.makefile("rwb")
+
+    def ask(raw: bytes):
+        f.write(raw + b"\n")
+        f.flush()
+        return json.loads(f.readline())
+
+    assert ask(b"{not json")["ok"] is False
+    assert ask(b"[1, 2]") == {"ok": False, "error": "a request is a JSON object"}
+    assert ask(b'{"op": "format_disk"}') == {"ok": False, "error": "unknown operation 'format_disk'"}
+    assert ask(b'{"op": "del_sa"}') == {"ok": False, "error": "missing request field 'name'"}
+    r = ask(json.dumps({"op": "add_sa", "table": {"name": "x", "spi": "0x1001"}}).encode())
+    assert r == {"ok": False, "error": "sa[0] ('x'), field 'dir': missing (required)"}
+    r = ask(json.dumps({"op": "add_spd", "table": {"dir": "in", "action": "bypass"}, "index": "0"}).encode())
+    assert r == {"ok": False, "error": "argument 'index': expected int, got '0'"}
+    r = ask(json.dumps({"op": "apply", "text": "[[sa]]\nname = 1\n", "source": "remote.toml"}).encode())
+    assert r == {"ok": False, "error": "remote.toml: sa[0], field 'name': expected str, got int 1"}
+    assert ask(b'{"op": "caps"}')["result"]["sas"] == 4
+    s.close()
+    assert snapshot(device) == before

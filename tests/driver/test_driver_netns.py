@@ -271,6 +271,8 @@ def test_unmodified_apps_latched_by_daemon(net):
         procs.append(server)
         assert _wait(lambda: any(t.get("local_port") == port and t["kind"] == "listener"
                                  for t in _templates(net, "b")), 10), "no listener template"
+        assert _wait(lambda: any(t["kind"] == "initiator" and t["local"] == f"{A}/32" and
+                                 t["remote"] == "any" for t in _templates(net, "a")), 10), "no safety net"
         client = subprocess.Popen([sys.executable, "-c", _APP.format(ns=net.hosts["a"].ns, role="client",
                                                                        addr=B, port=port)],
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
