@@ -84,6 +84,13 @@ def _zero_v6(hdr: bytes) -> bytearray:
     return out
 
 
+def check_header(version: int, ip_hdr: bytes):
+    """Raise the Drop that sealing under this IP header would raise (broken
+    IPv4 option, IPv6 routing or fragment header), so that the datapath can
+    refuse the packet before it spends a sequence number or clones a latch."""
+    _zero_v4(ip_hdr) if version == 4 else _zero_v6(ip_hdr)
+
+
 def _icv_input(version: int, ip_hdr: bytes, ah_zeroed: bytes, body: bytes, sa: SaState, seq: int) -> bytes:
     zeroed = _zero_v4(ip_hdr) if version == 4 else _zero_v6(ip_hdr)
     tail = struct.pack("!I", seq >> 32) if sa.spec.esn else b""

@@ -421,6 +421,8 @@ class ModelDevice:
             raise Drop("fragment", "transport mode cannot protect a fragment")
         if self._protected_len(sa, pkt) > 0xFFFF:
             raise Drop("unsupported", "protected packet would not fit a 16-bit IP length")
+        if sa.spec.proto == "ah" and sa.spec.mode == "transport":
+            ah.check_header(pkt.version, pkt.frame[pkt.l3:pkt.payload_off])
         if latch is None:
             latch = self._clone(pkt, flow, sa)
         seq = sa.next_seq()
