@@ -6,7 +6,7 @@ import pytest
 from latchnic.driver.control import ControlServer
 from latchnic.driver.model_backend import ModelBackend
 
-from kit import cfg
+from driver_kit import cfg
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from kit import ALICE, HOST, SA_ARGS, from_alice, run, run_json, snapshot, syn
+from driver_kit import ALICE, HOST, SA_ARGS, from_alice, run, run_json, snapshot, syn
 
 
 def refused(device, argv, message):
@@ -246,7 +246,7 @@ def test_monitor_streams_events(device):
 # ------------------------------------------------------------------- apply
 
 def test_apply_whole_config(device, short_dir):
-    from kit import CONFIG
+    from driver_kit import CONFIG
     path = f"{short_dir}/new.toml"
     with open(path, "w") as f:
         f.write(CONFIG.replace('remote = "203.0.113.0/24"\nproto = "tcp"', 'remote = "203.0.113.0/24"\nproto = "udp"'))
@@ -257,7 +257,7 @@ def test_apply_whole_config(device, short_dir):
 
 
 def test_apply_bad_file_changes_nothing(device, short_dir):
-    from kit import CONFIG
+    from driver_kit import CONFIG
     path = f"{short_dir}/bad.toml"
     with open(path, "w") as f:
         f.write(CONFIG.replace('key = "101112131415161718191a1b1c1d1e1fdeadbeef"', 'key = "1011"'))
@@ -306,7 +306,7 @@ def test_model_and_remote_backends_agree(device, short_dir):
     from latchnic.driver.control import ControlServer
     from latchnic.driver.model_backend import ModelBackend
     from latchnic.driver.remote_backend import RemoteBackend
-    from kit import CONFIG, cfg
+    from driver_kit import CONFIG, cfg
     local = ModelBackend.from_config(cfg(), sa_capacity=4, template_capacity=3)
     served = ModelBackend.from_config(cfg(), sa_capacity=4, template_capacity=3)
     with ControlServer(served, f"{short_dir}/b.sock"), RemoteBackend(f"{short_dir}/b.sock") as remote:

@@ -11,7 +11,7 @@ import time
 from latchnic.driver.daemon import SocketWatcher
 from latchnic.driver.sockets import TCP_ESTABLISHED, TCP_LISTEN, TCP_SYN_SENT, TCP_TIME_WAIT, HostSocket, scan
 
-from kit import ALICE, HOST, run, syn
+from driver_kit import ALICE, HOST, run, syn
 
 LISTEN = HostSocket("tcp", "0.0.0.0", 22, "0.0.0.0", 0, TCP_LISTEN, 1)
 ACCEPTED = HostSocket("tcp", HOST, 22, ALICE, 50000, TCP_ESTABLISHED, 2)
@@ -110,7 +110,7 @@ def test_watcher_releases_connection_it_never_saw_live(device):
     """Opened, answered and closing between two polls: the TIME_WAIT socket
     is enough to release the latch, once."""
     device.del_template(0)
-    device.add_template(__import__("kit").cfg().templates[0])
+    device.add_template(__import__("driver_kit").cfg().templates[0])
     v = device.process(syn(), "out", 1)
     w = SocketWatcher(device, safety_net=False, log=lambda m: None)
     tw = HostSocket("tcp", HOST, 40000, ALICE, 443, TCP_TIME_WAIT, 0)
@@ -119,3 +119,10 @@ def test_watcher_releases_connection_it_never_saw_live(device):
     device.process(syn(), "out", 2)              # a new connection on the same 4-tuple later
     w.poll([tw])                                 # the same TIME_WAIT socket: not released again
     assert [l["slot"] for l in device.latches()] == [v.latch]
+
+
+def test_daemon_bad_arguments(device):
+    rc, out, err = run("daemon", "--local", "192.0.2.300/24", "--once")
+    assert (rc, err.strip()) == (2, "latchnic daemon: argument '--local': "
+                                    "'192.0.2.300/24' does not appear to be an IPv4 or IPv6 network")
+    assert device.templates()[1:] == []

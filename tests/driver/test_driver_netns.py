@@ -24,7 +24,7 @@ from scapy.layers.l2 import Ether
 from latchnic.config import parse_config
 from latchnic.sim.scapy_peer import ScapyPeer
 
-from kit import run
+from driver_kit import run
 
 from latchnic.driver.netns import PAIR_A as A, PAIR_B as B, pair_configs
 
