@@ -348,3 +348,18 @@ def test_skip_reason_without_root(monkeypatch):
     assert namespaces_available() == "network namespaces need root"
     with pytest.raises(HarnessError, match="may only use 192.0.2.0/24"):
         Harness.create("/tmp", a="10.0.0.1/24")
+
+
+def test_gateware_engine_slot(net):
+    """The engine is selectable; the gateware one refuses clearly until the
+    policy core is integrated (and the harness still cleans up)."""
+    from latchnic.driver.netns import Harness, HarnessError
+    work = tempfile.mkdtemp(prefix="ln-gw-")
+    try:
+        with Harness.create(work, engine="gateware") as h:
+            names = list(h.created)
+            with pytest.raises(HarnessError, match="the gateware engine is not available yet"):
+                h.start_nics({"a": None, "b": None})
+        assert not set(names) & set(os.listdir("/var/run/netns"))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
