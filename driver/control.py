@@ -80,7 +80,8 @@ class ControlServer:
         self._srv.serve_forever(poll_interval=0.1)
 
     def close(self):
-        self._srv.shutdown() if self._thread else None
+        if self._thread is not None:
+            self._srv.shutdown()
         self._srv.server_close()
         try:
             os.unlink(self.path)

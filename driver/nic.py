@@ -19,7 +19,6 @@ on the host's interface, as a real NIC's driver would negotiate them.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import sys

@@ -8,7 +8,7 @@ import contextlib
 import io
 import json
 
-from scapy.layers.inet import IP, TCP, UDP
+from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
 
 from latchnic.cli import main
