@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import threading
 
-
 from driver_kit import ALICE, HOST, SA_ARGS, from_alice, run, run_json, snapshot, syn
 
 
