@@ -17,7 +17,7 @@ import struct
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from scapy.layers.inet import ICMP, IP, TCP, UDP
-from scapy.layers.inet6 import IPv6, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop
+from scapy.layers.inet6 import IPv6, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop, IPv6ExtHdrRouting
 from scapy.layers.ipsec import ESP, SecurityAssociation
 from scapy.layers.l2 import Dot1AD, Dot1Q, Ether
 from scapy.packet import Raw, raw
@@ -48,6 +48,8 @@ SAS = {
     "alice6-out":   ("out", 0x2601, "esp", "transport", "aes-gcm-256",
                      "606162636465666768696a6b6c6d6e6f606162636465666768696a6b6c6d6e6f",
                      "c0ffee00", 12, LOCAL6, ALICE6),
+    "alice6-ah-out": ("out", 0x2701, "ah", "transport", "gmac-128",
+                      "909192939495969798999a9b9c9d9e9f", "55667788", 16, LOCAL6, ALICE6),
     "carol-tun-in": ("in", 0x1201, "esp", "tunnel", "aes-gcm-128",
                      "707172737475767778797a7b7c7d7e7f", "facefeed", 16, GW4, LOCAL4),
     "carol-tun-out": ("out", 0x2201, "esp", "tunnel", "aes-gcm-128",
@@ -641,6 +643,43 @@ def test_largest_packet_that_fits_is_protected(dev, dst, version, proto):
     assert fits is not None and v.action == "drop"
     out_len = len(out) - (0 if version == 4 else 40)
     assert out_len > 65535 - 4, f"packets up to {out_len} bytes should fit"
+
+
+# the CONFIG plus: IPv6 UDP to alice under AH, and UDP latches everywhere
+AH_REFUSAL_CONFIG = CONFIG.replace('[[spd]]\ndir = "out"\nlocal = "2001:db8::1/128"\n',
+                                   '[[spd]]\ndir = "out"\nlocal = "2001:db8::1/128"\n'
+                                   'remote = "2001:db8:a::/48"\nproto = "udp"\naction = "protect"\n'
+                                   'sa = "alice6-ah-out"\n\n'
+                                   '[[spd]]\ndir = "out"\nlocal = "2001:db8::1/128"\n', 1) + """
+[[template]]
+kind = "initiator"
+proto = "udp"
+"""
+
+
+@pytest.mark.parametrize("case", ["v4_option_length_zero", "v4_option_past_header", "v6_routing"])
+def test_outbound_ah_refusal_changes_no_state(case):
+    """A host packet AH cannot protect (an IPv4 option whose length is broken,
+    an IPv6 routing header) is dropped before anything changes: no sequence
+    number spent, no latch cloned for a datagram that never left."""
+    dev = ModelDevice.from_config(parse_config(AH_REFUSAL_CONFIG, "ah-refusal.toml"))
+    udp = UDP(sport=5555, dport=53) / Raw(b"q")
+    sa, reason = "alice-ah-out", "malformed"
+    if case == "v4_option_length_zero":
+        pkt = IP(src=LOCAL4, dst=ALICE4, options=b"\x07\x00\x00\x00") / udp
+    elif case == "v4_option_past_header":
+        pkt = IP(src=LOCAL4, dst=ALICE4, options=b"\x01\x07\x09\x00") / udp
+    else:
+        pkt = IPv6(src=LOCAL6, dst=ALICE6) / IPv6ExtHdrRouting(addresses=["2001:db8:a::9"]) / udp
+        sa, reason = "alice6-ah-out", "unsupported"
+    v = expect_drop(dev, raw(Ether(src=HOST_MAC, dst=WIRE_MAC) / pkt), "out", reason)
+    assert v.sa == sa
+    assert dev.counters()["sa"][sa]["seq"] == 0
+    assert dev.list_latches() == [] and dev.drain_events() == []
+    # the same datagram without the offending header is protected and latched
+    ok = (IP(src=LOCAL4, dst=ALICE4) if sa == "alice-ah-out" else IPv6(src=LOCAL6, dst=ALICE6)) / udp
+    v = expect_forward(dev, raw(Ether(src=HOST_MAC, dst=WIRE_MAC) / ok), "out")
+    assert v.sa == sa and dev.counters()["sa"][sa]["seq"] == 1 and len(dev.list_latches()) == 1
 
 
 # -------------------------------------------- clear-text fragments: OPAQUE ports
