@@ -42,6 +42,7 @@ from latchnic.sim.packet import parse_frame
 LOCAL4, ALICE4, GW4, BOB4 = "192.0.2.1", "203.0.113.5", "198.51.100.1", "203.0.113.9"
 LOCAL6, ALICE6 = "2001:db8::1", "2001:db8:a::5"
 TUN4, TUN6 = "10.9.0.7", "2001:db8:c::7"
+DAVE4, DAVE6, DAVE_GW, LOCAL_GW6 = "10.20.0.5", "2001:db8:d::5", "2001:db8:ffff::2", "2001:db8:ffff::1"
 HOST_MAC, WIRE_MAC = "02:00:00:00:00:01", "02:00:00:00:00:02"
 
 # name: (dir, spi, proto, mode, alg, key||salt, icv, esn, peer, src, dst)
@@ -76,6 +77,11 @@ SAS = {
     "carol-ah-tun-in": ("in", 0x1202, "ah", "tunnel", "gmac-256",
                         "c0c1c2c3c4c5c6c7c8c9cacbcccdcecfc0c1c2c3c4c5c6c7c8c9cacbcccdcecf99887766",
                         16, False, "carol", GW4, LOCAL4),
+    # AH tunnel, IPv6 outer, ESN: both ends start just below 2^32
+    "dave-ah-tun-in": ("in", 0x1801, "ah", "tunnel", "gmac-128",
+                       "e0e1e2e3e4e5e6e7e8e9eaebecedeeef13572468", 16, True, "dave", DAVE_GW, LOCAL_GW6),
+    "dave-ah-tun-out": ("out", 0x2801, "ah", "tunnel", "gmac-128",
+                        "f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff24681357", 16, True, "dave", LOCAL_GW6, DAVE_GW),
     "bob-in": ("in", 0x1002, "esp", "transport", "aes-gcm-128",
                "d0d1d2d3d4d5d6d7d8d9dadbdcdddedf01234567", 16, False, "bob", "any", LOCAL4),
 }
@@ -92,14 +98,20 @@ claims = ["203.0.113.0/24"]
 [[peer]]
 name = "carol"
 claims = ["10.9.0.0/16", "2001:db8:c::/48"]
+
+[[peer]]
+name = "dave"
+claims = ["10.20.0.0/16", "2001:db8:d::/48"]
 """
+SEQ = {"dave-ah-tun-in": 2 ** 32 - 2, "dave-ah-tun-out": 2 ** 32 - 2}
 
 
 def sa_block(name: str, direction: str | None = None) -> str:
     d, spi, proto, mode, alg, key, icv, esn, peer, src, dst = SAS[name]
     return (f'[[sa]]\nname = "{name}"\ndir = "{direction or d}"\nspi = {spi:#x}\n'
             f'proto = "{proto}"\nmode = "{mode}"\nalg = "{alg}"\nkey = "{key}"\nicv = {icv}\n'
-            f'esn = {str(esn).lower()}\npeer = "{peer}"\nsrc = "{src}"\ndst = "{dst}"\n')
+            f'esn = {str(esn).lower()}\npeer = "{peer}"\nsrc = "{src}"\ndst = "{dst}"\n'
+            f'seq = {SEQ.get(name, 0)}\n')
 
 
 def rule(direction, action, local="any", remote="any", proto="any", lport="any", rport="any",
@@ -118,23 +130,26 @@ PROTECTED = [
     (LOCAL6 + "/128", "2001:db8:a::/48", (6, 58), "alice6-out"),
     (LOCAL6 + "/128", "2001:db8:a::/48", (17,), "alice6-ah-out"),
     (LOCAL4 + "/32", "10.9.0.0/16", None, "carol-tun-out"),
+    (LOCAL4 + "/32", "10.20.0.0/16", None, "dave-ah-tun-out"),
+    (LOCAL6 + "/128", "2001:db8:d::/48", None, "dave-ah-tun-out"),
 ]
-PROTO_NAMES = {6: "tcp", 17: "udp", 1: "icmp", 58: "58"}
+PROTO_NAMES = {6: "tcp", 17: "udp", 1: "icmp", 58: "58", None: "any"}
 
 DUT_TOML = "\n".join(
     ["[device]\nreplay_window = 64\nudp_idle_s = 30\ntime_wait_s = 5\n"
      "latch_capacity = 32\nlatch_ways = 4\n", PEERS]
     + [sa_block(n) for n in SAS]
     + [rule("out", "protect", local, remote, PROTO_NAMES[p], sa=sa)
-       for local, remote, protos, sa in PROTECTED for p in (protos or ("any",)) if p != "any"]
-    + [rule("out", "protect", LOCAL4 + "/32", "10.9.0.0/16", sa="carol-tun-out"),
-       rule("out", "bypass", proto="udp", rport="500"),
+       for local, remote, protos, sa in PROTECTED for p in (protos or (None,))]
+    + [rule("out", "bypass", proto="udp", rport="500"),
        rule("out", "discard", remote="8.8.4.4/32"),
        rule("out", "bypass"),
        rule("in", "protect", LOCAL4 + "/32", "203.0.113.0/24"),
        rule("in", "protect", LOCAL6 + "/128", "2001:db8:a::/48"),
        rule("in", "protect", LOCAL4 + "/32", "10.9.0.0/16"),
        rule("in", "protect", LOCAL6 + "/128", "2001:db8:c::/48", sa="carol-tun-in"),
+       rule("in", "protect", LOCAL4 + "/32", "10.20.0.0/16"),
+       rule("in", "protect", LOCAL6 + "/128", "2001:db8:d::/48"),
        rule("in", "discard", remote="8.8.4.4/32"),
        rule("in", "bypass"),
        '[[template]]\nkind = "listener"\nlocal = "192.0.2.1"\nproto = "tcp"\nlocal_port = 22\n',
@@ -175,6 +190,8 @@ def _outbound_frames() -> list[bytes]:
         host(IP(src=LOCAL4, dst=TUN4) / TCP(sport=40003, dport=80, flags="S")),
         host(IP(src=LOCAL4, dst=TUN4, frag=4) / Raw(b"frag")),
         host(IP(src=LOCAL4, dst=GW4) / UDP(sport=500, dport=500) / Raw(b"ike")),
+        host(IP(src=LOCAL4, dst=DAVE4) / TCP(sport=40010, dport=80, flags="S")),
+        host(IPv6(src=LOCAL6, dst=DAVE6) / UDP(sport=40011, dport=53) / Raw(b"d")),
         host(IP(src=LOCAL4, dst="8.8.8.8") / TCP(sport=40004, dport=53, flags="S")),
         host(IP(src=LOCAL4, dst="8.8.4.4") / UDP(sport=40005, dport=53)),
         host(IPv6(src=LOCAL6, dst=ALICE6) / TCP(sport=40000, dport=443, flags="S")),
@@ -204,6 +221,8 @@ def _inbound_frames() -> list[bytes]:
         "carol-tun-in": [IP(src=TUN4, dst=LOCAL4) / TCP(sport=80, dport=40003, flags="SA"),
                          IPv6(src=TUN6, dst=LOCAL6) / UDP(sport=7, dport=9)],
         "carol-ah-tun-in": [IP(src=TUN4, dst=LOCAL4) / UDP(sport=7, dport=9) / Raw(b"ah tunnel")],
+        "dave-ah-tun-in": [IP(src=DAVE4, dst=LOCAL4) / TCP(sport=80, dport=40010, flags="SA"),
+                           IPv6(src=DAVE6, dst=LOCAL6) / UDP(sport=53, dport=40011) / Raw(b"D")],
         "bob-in": [IP(src=ALICE4, dst=LOCAL4) / TCP(sport=443, dport=40000, flags="A"),
                    IP(src=BOB4, dst=LOCAL4) / UDP(sport=53, dport=5000)],
     }
@@ -337,7 +356,7 @@ def test_base_frames_are_meaningful():
     assert len(protected) >= 10
     assert {v.sa for v in forwarded if v.port == "host"} >= {
         "alice-in", "alice-ah-in", "alice-null-in", "alice6-in", "alice6-ah-in", "carol-tun-in",
-        "carol-ah-tun-in"}
+        "carol-ah-tun-in", "dave-ah-tun-in"}
     assert dev.list_latches(), "templates should have latched some flows"
 
 
@@ -516,8 +535,9 @@ def test_authentic_esp_builder_is_right():
 
 # (d) structured outbound traffic: the safety property ------------------------
 
-_DSTS4 = [ALICE4, BOB4, "203.0.113.200", TUN4, "10.9.255.1", GW4, "8.8.8.8", "8.8.4.4", "10.10.0.1"]
-_DSTS6 = [ALICE6, "2001:db8:a::ffff", TUN6, "2001:db8:ff::1"]
+_DSTS4 = [ALICE4, BOB4, "203.0.113.200", TUN4, "10.9.255.1", GW4, "8.8.8.8", "8.8.4.4", "10.10.0.1",
+          DAVE4]
+_DSTS6 = [ALICE6, "2001:db8:a::ffff", TUN6, "2001:db8:ff::1", DAVE6]
 
 
 @st.composite
