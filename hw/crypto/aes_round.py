@@ -26,7 +26,7 @@ class AESRound(wiring.Component):
         sub = []
         # A 256x8 ROM has two read ports in one EBR (DP16KD): 8 ROMs serve 16 bytes.
         for n in range(8):
-            rom = Memory(shape=8, depth=256, init=SBOX)
+            rom = Memory(shape=8, depth=256, init=SBOX, attrs={"ram_style": "block"})
             m.submodules[f"sbox{n}"] = rom
             for k in range(2):
                 rp = rom.read_port()

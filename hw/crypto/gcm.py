@@ -13,8 +13,8 @@ before the tag is checked (cut-through); the consumer drops the packet when
 payload) is a single beat with keep = 0.
 
 Blocks: command -> counter generator -> AES core -> keystream FIFO; the
-sequencer takes 16-byte blocks from the input gearbox, xors keystream, feeds
-GHASH, pushes to the output gearbox, then the length block, ICV and tag.
+sequencer takes 16-byte blocks from the block aligner, xors keystream, feeds
+GHASH, pushes to the beat packer, then the length block, ICV and tag.
 H = E(K, 0^128) is computed once per key slot when the key is written.
 
 Configurations (one design, parameters only):
@@ -30,7 +30,9 @@ from amaranth.lib.wiring import In, Out
 
 from ..stream import packet_signature
 from .aes_core import AESCore
-from .gearbox import ByteGearbox, lane_mask
+from .block_in import BlockAligner
+from .block_out import BeatPacker
+from .gf import lane_mask
 from .ghash import GHASH
 from .key_expand import KeyExpand, key_layout
 
@@ -93,9 +95,8 @@ class GCMEngine(wiring.Component):
         m.submodules.ghash = gh = GHASH(digit=self.digit)
         m.submodules.ksq = ksq = SyncFIFOBuffered(width=128, depth=self.ksq_depth)
         m.submodules.seqq = seqq = SyncFIFOBuffered(width=cmd_layout(sb).size, depth=4)
-        m.submodules.ingb = ingb = ByteGearbox(lanes, 16, 16 + lanes + 8)
-        # the output side needs one spare block of room to move a block per cycle
-        m.submodules.outgb = outgb = ByteGearbox(16, lanes, 32 if lanes < 16 else 48)
+        m.submodules.ingb = ingb = BlockAligner(lanes)
+        m.submodules.outgb = outgb = BeatPacker(lanes)
 
         # ---- key loading: expand into the core, then H = E(K, 0) into hmem ----
         m.submodules.hmem = hmem = Memory(shape=128, depth=self.n_slots, init=[])
@@ -166,27 +167,22 @@ class GCMEngine(wiring.Component):
                      ksq.w_en.eq(aes.resp_valid & (aes.resp.tag == TAG_KS)),
                      ksq.r_en.eq(ks_pop)]
 
-        # ---- input stream -> input gearbox ----
-        keep = self.i.payload.keep
+        # ---- input stream -> block aligner (bytes located by packet offset;
+        # the command's lengths, not keep/last, say where segments end) ----
         m.d.comb += [ingb.push_valid.eq(self.i.valid),
                      ingb.push_data.eq(self.i.payload.data),
-                     ingb.push_n.eq(sum(keep[j].as_unsigned() for j in range(lanes))),
                      self.i.ready.eq(ingb.push_ready)]
 
-        # ---- output gearbox -> output stream ----
-        # a full beat waits for one more byte or the packet end, so that
-        # `last` cannot change while the beat is offered
+        # ---- beat packer -> output stream ----
         o_first = Signal(init=1)
-        o_n = Mux(outgb.count > lanes, lanes, outgb.count)
-        m.d.comb += [self.o.valid.eq((outgb.count > lanes) | outgb.eop_pending),
-                     self.o.payload.data.eq(outgb.pop_data),
-                     self.o.payload.keep.eq(Cat(*[o_n > j for j in range(lanes)])),
+        m.d.comb += [self.o.valid.eq(outgb.o_valid),
+                     self.o.payload.data.eq(outgb.o_data),
+                     self.o.payload.keep.eq(Cat(*[outgb.o_n > j for j in range(lanes)])),
                      self.o.payload.first.eq(o_first),
-                     self.o.payload.last.eq(outgb.pop_last),
-                     outgb.pop.eq(self.o.valid & self.o.ready),
-                     outgb.pop_n.eq(o_n)]
+                     self.o.payload.last.eq(outgb.o_last),
+                     outgb.o_ready.eq(self.o.ready)]
         with m.If(self.o.valid & self.o.ready):
-            m.d.sync += o_first.eq(outgb.pop_last)
+            m.d.sync += o_first.eq(outgb.o_last)
 
         # ---- sequencer ----
         c = Signal(cmd_layout(sb))
@@ -209,7 +205,8 @@ class GCMEngine(wiring.Component):
         kblk = Signal(5)         # bytes in the block being moved
         blk_mask = lane_mask(kblk, 16)
         in_blk = ingb.pop_data & blk_mask
-        have_in = ingb.count >= kblk
+        have_in = ingb.avail
+        m.d.comb += ingb.pop_n.eq(kblk)
         icv_mask = lane_mask(c.icv_len, 16)
         full_tag = (gh.y ^ ekj0) & icv_mask
 
@@ -237,7 +234,7 @@ class GCMEngine(wiring.Component):
                 with m.If(aad_rem == 0):
                     m.next = "PAY"
                 with m.Elif(have_in & outgb.push_ready & gh.i.ready):
-                    m.d.comb += [ingb.pop.eq(1), ingb.pop_n.eq(kblk),
+                    m.d.comb += [ingb.pop.eq(1),
                                  outgb.push_valid.eq(1), outgb.push_data.eq(in_blk),
                                  outgb.push_n.eq(kblk),
                                  gh.i.valid.eq(1), gh.i.payload.eq(in_blk)]
@@ -248,7 +245,7 @@ class GCMEngine(wiring.Component):
                 with m.If(pay_rem == 0):
                     m.next = "LEN"
                 with m.Elif(have_in & outgb.push_ready & gh.i.ready & ksq.r_rdy):
-                    m.d.comb += [ingb.pop.eq(1), ingb.pop_n.eq(kblk), ks_pop.eq(1),
+                    m.d.comb += [ingb.pop.eq(1), ks_pop.eq(1),
                                  outgb.push_valid.eq(1), outgb.push_data.eq(out_blk),
                                  outgb.push_n.eq(kblk),
                                  gh.i.valid.eq(1),
@@ -265,16 +262,16 @@ class GCMEngine(wiring.Component):
             with m.State("ICV"):
                 m.d.comb += kblk.eq(c.icv_len)
                 with m.If(have_in):
-                    m.d.comb += [ingb.pop.eq(1), ingb.pop_n.eq(kblk)]
+                    m.d.comb += ingb.pop.eq(1)
                     m.d.sync += icv.eq(in_blk)
                     m.next = "FIN"
             with m.State("FIN"):
                 # all ICV bytes are compared at once: no data-dependent timing
                 with m.If(~gh.busy & ~tag_valid & outgb.push_ready):
                     m.d.comb += [outgb.push_valid.eq(1), outgb.push_eop.eq(1),
-                                 outgb.push_data.eq(full_tag),
+                                 outgb.push_data.eq(Mux(c.decrypt, 0, full_tag)),
                                  outgb.push_n.eq(Mux(c.decrypt, 0, c.icv_len)),
-                                 seqq.r_en.eq(1)]
+                                 ingb.align.eq(1), seqq.r_en.eq(1)]
                     m.d.sync += [tag_valid.eq(1), tag_out.tag.eq(full_tag),
                                  tag_out.ok.eq(~c.decrypt | ((full_tag ^ icv) == 0))]
                     m.next = "IDLE"

@@ -1,4 +1,4 @@
-"""Test-only top: GCMEngine with AXI-Stream-named ports for cocotbext-axi.
+"""GCMEngine with AXI-Stream-named flat ports, for cocotbext-axi and synthesis.
 
 cocotbext-axi finds its signals by AXI names (tdata/tkeep/tvalid/tready/tlast)
 and has no `first`; hw/stream.py's layout is one packed payload with data,
@@ -12,8 +12,8 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from latchnic.hw.crypto.gcm import GCMEngine, cmd_layout, tag_layout
-from latchnic.hw.crypto.key_expand import key_layout
+from .gcm import GCMEngine, cmd_layout, tag_layout
+from .key_expand import key_layout
 
 
 class GCMAxisTop(wiring.Component):

@@ -102,3 +102,8 @@ def xor_tree(terms, width):
             nxt.append(terms[-1])
         terms = nxt
     return terms[0].as_unsigned()[:width] if len(terms[0]) >= width else terms[0]
+
+
+def lane_mask(n, lanes):
+    """Bit mask of the first `n` byte lanes (n a Value)."""
+    return Cat(*[(n > j).replicate(8) for j in range(lanes)])

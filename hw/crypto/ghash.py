@@ -12,7 +12,7 @@ loads H (also byte-lane order) for a new packet. `y` is Y in byte-lane order,
 valid whenever `busy` is low.
 """
 
-from amaranth.hdl import Cat, Const, Module, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -47,15 +47,18 @@ class GHASH(wiring.Component):
 
         m.d.comb += [self.busy.eq(cnt != 0), self.y.eq(reflect_bytes(z)),
                      self.i.ready.eq((cnt == 0) & ~self.start)]
+        # one multiplier, shared by the first digit (taken straight from the
+        # incoming block) and the following ones
+        accept = self.i.valid & self.i.ready
+        av = z ^ reflect_bytes(self.i.payload)
+        cur = Signal(128)
+        m.d.comb += cur.eq(Mux(accept, av, a))
+        nxt = step(Mux(accept, 0, z), cur[128 - d:128])
+        rest = Cat(Const(0, d), cur[0:128 - d]) if d < 128 else 0
         with m.If(self.start):
             m.d.sync += [hpoly.eq(reflect_bytes(self.h)), z.eq(0), cnt.eq(0)]
-        with m.Elif(self.i.valid & self.i.ready):
-            av = z ^ reflect_bytes(self.i.payload)
-            m.d.sync += [z.eq(step(Const(0, 128), av[128 - d:128])),
-                         a.eq(Cat(Const(0, d), av[0:128 - d]) if d < 128 else 0),
-                         cnt.eq(steps - 1)]
+        with m.Elif(accept):
+            m.d.sync += [z.eq(nxt), a.eq(rest), cnt.eq(steps - 1)]
         with m.Elif(cnt != 0):
-            m.d.sync += [z.eq(step(z, a[128 - d:128])),
-                         a.eq(Cat(Const(0, d), a[0:128 - d]) if d < 128 else 0),
-                         cnt.eq(cnt - 1)]
+            m.d.sync += [z.eq(nxt), a.eq(rest), cnt.eq(cnt - 1)]
         return m

@@ -54,8 +54,8 @@ class KeyExpand(wiring.Component):
         prev = sr[7]
         sub_in = Mux(rot_step, Cat(prev[8:32], prev[0:8]), prev)
 
-        m.submodules.sbox = rom = Memory(shape=8, depth=256, init=SBOX)
-        m.submodules.sbox2 = rom2 = Memory(shape=8, depth=256, init=SBOX)
+        m.submodules.sbox = rom = Memory(shape=8, depth=256, init=SBOX, attrs={"ram_style": "block"})
+        m.submodules.sbox2 = rom2 = Memory(shape=8, depth=256, init=SBOX, attrs={"ram_style": "block"})
         ports = [rom.read_port(), rom.read_port(), rom2.read_port(), rom2.read_port()]
         for k, p in enumerate(ports):
             m.d.comb += p.addr.eq(sub_in[8 * k:8 * k + 8])

@@ -21,7 +21,7 @@ HERE = Path(__file__).parent
 
 def _design(config):
     def make():
-        from gcm_axis_top import GCMAxisTop
+        from latchnic.hw.crypto.gcm_axis import GCMAxisTop
         return GCMAxisTop(config)
     return make
 

