@@ -61,7 +61,7 @@ def build(make_design: Callable[[], object], *, name: str, toplevel: str = "top"
     os.environ["MAKEFLAGS"] = ((old + " ") if old else "") + "CFG_CXXFLAGS_PCH_I=-include"
     try:
         runner.build(sources=[vfile], hdl_toplevel=toplevel, build_dir=bdir,
-                     timescale=("1ns", "1ps"), always=True,
+                     timescale=("1ns", "1ps"), always=True, log_file=bdir / "build.log",
                      build_args=["-Wno-fatal", "-Wno-lint", "-Wno-style", *build_args])
     finally:
         if old is None:
@@ -91,7 +91,8 @@ def run_cocotb(make_design: Callable[[], object], *, name: str, test_module: str
     results = runner.test(test_module=test_module, hdl_toplevel=toplevel, build_dir=bdir,
                           hdl_toplevel_lang="verilog",
                           test_dir=tdir, testcase=testcase, extra_env=env, seed=seed,
-                          timescale=("1ns", "1ps"), results_xml=str(tdir / "results.xml"))
+                          timescale=("1ns", "1ps"), results_xml=str(tdir / "results.xml"),
+                          log_file=tdir / "sim.log")
     tests, failed = _results(Path(results))
     if tests == 0 or failed:
         raise AssertionError(f"cocotb: {failed} of {tests} tests failed in {test_module} "

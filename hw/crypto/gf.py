@@ -5,7 +5,7 @@ i (the i-th byte on the wire, AES state byte i) sits in bits [8*i, 8*i+8), the
 same little-endian lane order as hw/stream.py.
 """
 
-from amaranth.hdl import Cat, Const, Mux
+from amaranth.hdl import Cat, Const, Mux, Signal
 
 
 def _make_sbox():
@@ -72,15 +72,21 @@ def reflect_bytes(v):
     return Cat(*[v[8 * k + 7 - j] for k in range(len(v) // 8) for j in range(8)])
 
 
-def gf_reduce(v):
-    """Reduce a polynomial of any width modulo x^128 + x^7 + x^2 + x + 1."""
+def gf_reduce(m, v, name="red"):
+    """Reduce a polynomial of any width modulo x^128 + x^7 + x^2 + x + 1.
+
+    The folded high part is used four times; it is bound to a signal first,
+    because an Amaranth expression used twice is emitted twice (a GHASH
+    multiplier would otherwise appear several times over in the netlist)."""
+    level = 0
     while len(v) > 128:
-        lo, hi = v[:128], v[128:]
+        held = Signal(len(v), name=f"{name}{level}")
+        m.d.comb += held.eq(v)
+        lo, hi = held[:128], held[128:].as_unsigned()
         n = len(hi) + 7
-        fold = (hi.as_unsigned() ^ (hi.as_unsigned() << 1) ^ (hi.as_unsigned() << 2)
-                ^ (hi.as_unsigned() << 7))[:n]
-        width = max(128, n)
-        v = (lo.as_unsigned() ^ fold)[:width]
+        fold = (hi ^ (hi << 1) ^ (hi << 2) ^ (hi << 7))[:n]
+        v = (lo.as_unsigned() ^ fold)[:max(128, n)]
+        level += 1
     return v[:128]
 
 

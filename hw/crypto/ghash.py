@@ -43,7 +43,7 @@ class GHASH(wiring.Component):
 
         def step(zv, digit_v):
             shifted = Cat(Const(0, d), zv)            # z * x^d, 128+d bits
-            return gf_reduce(shifted) ^ gf_reduce(clmul(digit_v, hpoly))
+            return gf_reduce(m, shifted, "zx") ^ gf_reduce(m, clmul(digit_v, hpoly), "dh")
 
         m.d.comb += [self.busy.eq(cnt != 0), self.y.eq(reflect_bytes(z)),
                      self.i.ready.eq((cnt == 0) & ~self.start)]
