@@ -6,8 +6,9 @@ on the wire.
                                                      br0 [wire]  (+ pr ==veth== eth0 [rogue])
     [host b] eth0 ==veth== h [nic b] w ==veth== pb /
 
-Every namespace is created here (names start with a random tag) and deleted
-by close(), also after failures. Addresses must come from the documentation
+Every namespace is created here (named ln<pid>x<random>-<role>) and deleted
+by close(), also after failures and at exit; namespaces left by a process
+that was killed are reaped by the next harness. Addresses must come from the documentation
 ranges 192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24. The kernel does no
 IPsec here: the NICs do ESP. The hosts' interfaces have checksum and
 segmentation offload turned off (a NIC that rewrites packets must get them
@@ -24,6 +25,7 @@ import atexit
 import contextlib
 import ipaddress
 import os
+import re
 import secrets
 import socket
 import subprocess
@@ -158,7 +160,8 @@ class Harness:
                engine: str = "model", rogue: bool = False) -> "Harness":
         for addr in (a, b):
             _check_addr(addr)
-        h = cls(workdir=workdir, engine=engine, tag="ln" + secrets.token_hex(3))
+        reap_stale()
+        h = cls(workdir=workdir, engine=engine, tag=f"ln{os.getpid()}x{secrets.token_hex(2)}")
         h.hosts = {"a": Host("a", a), "b": Host("b", b)}
         atexit.register(h.close)            # namespaces go even if the caller forgets
         try:
@@ -423,6 +426,29 @@ def pair_configs(a: str = PAIR_A, b: str = PAIR_B, port: int = 5000) -> tuple[st
     action = "protect"
     """
     return client, server
+
+
+_OURS = re.compile(r"^ln(\d+)x[0-9a-f]{4}-(wire|a|b|nica|nicb|rogue)$")
+
+
+def reap_stale() -> list[str]:
+    """Delete namespaces an earlier harness made (by its naming pattern,
+    ln<pid>x<tag>-<role>) whose creating process no longer exists, e.g.
+    after a test run was killed before it could clean up."""
+    removed = []
+    try:
+        names = netns.listnetns()
+    except OSError:
+        return removed
+    for name in names:
+        m = _OURS.match(name)
+        if m and not os.path.exists(f"/proc/{m.group(1)}"):
+            try:
+                netns.remove(name)
+                removed.append(name)
+            except OSError:
+                pass
+    return removed
 
 
 def namespaces_available() -> str | None:

@@ -363,3 +363,23 @@ def test_gateware_engine_slot(net):
         assert not set(names) & set(os.listdir("/var/run/netns"))
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def test_stale_namespaces_reaped():
+    """Namespaces of a killed harness run (dead creator PID) go; live ones stay."""
+    from latchnic.driver.netns import namespaces_available, reap_stale
+    from pyroute2 import netns
+    why = namespaces_available()
+    if why:
+        pytest.skip(why)
+    dead = 4194304 + 1                      # above pid_max: no such process
+    mine = f"ln{os.getpid()}xbeef-wire"
+    netns.create(f"ln{dead}xbeef-a")
+    netns.create(mine)
+    try:
+        assert reap_stale() == [f"ln{dead}xbeef-a"]
+        assert mine in netns.listnetns()
+    finally:
+        for n in (f"ln{dead}xbeef-a", mine):
+            if n in netns.listnetns():
+                netns.remove(n)
