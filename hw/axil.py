@@ -33,7 +33,7 @@ class AxiLiteSlave(wiring.Component):
 
     def __init__(self, prefix="s_axil"):
         self._p = prefix + "_"
-        super().__init__({**axil_members(prefix), "bus": Out(RegBus())})
+        super().__init__({**axil_members(prefix), "bus": Out(RegBus()), "hold": In(1)})
 
     def _s(self, name):
         return getattr(self, self._p + name)
@@ -46,8 +46,10 @@ class AxiLiteSlave(wiring.Component):
 
         with m.FSM():
             with m.State("IDLE"):
-                do_write = s("awvalid") & s("wvalid")
-                do_read = s("arvalid")
+                # `hold`: the register file's owner is busy (a table commit is
+                # being applied); no new access starts until it is done
+                do_write = s("awvalid") & s("wvalid") & ~self.hold
+                do_read = s("arvalid") & ~self.hold
                 with m.If(do_write & (~do_read | last_was_read)):
                     m.d.comb += [s("awready").eq(1), s("wready").eq(1),
                                  bus.addr.eq(s("awaddr")), bus.w_en.eq(1),
@@ -83,6 +85,7 @@ class AxiLiteRegisters(wiring.Component):
         self.regfile = regfile
         self.slave = AxiLiteSlave()
         members = dict(axil_members())
+        members["hold"] = In(1)
         for name, member in regfile.signature.members.items():
             if name != "bus":
                 members[name] = member
@@ -94,7 +97,7 @@ class AxiLiteRegisters(wiring.Component):
         m.submodules.regfile = self.regfile
         wiring.connect(m, self.slave.bus, self.regfile.bus)
         for name, member in self.signature.members.items():
-            if name.startswith("s_axil_"):
+            if name.startswith("s_axil_") or name == "hold":
                 a, b = getattr(self, name), getattr(self.slave, name)
                 m.d.comb += (b.eq(a) if member.flow == In else a.eq(b))
             else:

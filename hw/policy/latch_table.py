@@ -18,7 +18,7 @@ Operations (`cmd` -> `resp`, one at a time):
   the flow's key into the free slot.
 * WRITE(slot, entry): rewrite a slot (state changes, timers, FIN flags; a
   FREE state frees it).
-Cost: 1 + ceil(38 / crc_step) + 3 cycles for LOOKUP/INSERT, 2 for WRITE.
+Cost: 1 + ceil(38 / crc_step) + ways + 3 cycles for LOOKUP/INSERT, 3 for WRITE.
 """
 
 from amaranth.hdl import Cat, Const, Module, Signal
@@ -89,76 +89,75 @@ class LatchTable(wiring.Component):
         m.submodules.crc = crc = Crc32Key(self.crc_step)
         cmd = Signal(cmd_layout())
         set_idx = Signal(max(sb, 1))
-        rports, wports = [], []
-        for w in range(W):
-            mem = Memory(shape=entry_layout, depth=self.sets, init=[])
-            m.submodules[f"way{w}"] = mem
-            wports.append(mem.write_port())
-            rports.append(mem.read_port())
-        for rp in rports:
-            m.d.comb += rp.addr.eq(set_idx)
+        # one RAM, slot = set * ways + way: the ways of a set are read one per
+        # cycle (a deep, narrow RAM packs into far fewer ECP5 EBRs than one
+        # wide RAM per way)
+        m.submodules.mem = mem = Memory(shape=entry_layout, depth=self.capacity, init=[])
+        wp = mem.write_port()
+        rp = mem.read_port()
 
-        # liveness and match per way, on the read data
-        live = Signal(W)
-        match = Signal(W)
-        for w, rp in enumerate(rports):
-            e = rp.data
-            age = Signal(32, name=f"age{w}")
-            m.d.comb += age.eq(cmd.now - e.deadline)
-            m.d.comb += [live[w].eq((e.state != LatchState.FREE) & ~(e.timed & ~age[31])),
-                         match[w].eq(live[w] & (e.flow.as_value() == cmd.flow.as_value()))]
+        def slot_of(way):
+            return Cat(way, set_idx) if wb else Cat(set_idx)
+
+        ridx = Signal(range(W + 1))       # way addressed this cycle
+        didx = Signal(range(W + 1))       # way whose data is on rp.data
+        e = rp.data
+        age = Signal(32)
+        live = Signal()
+        match = Signal()
+        m.d.comb += [age.eq(cmd.now - e.deadline),
+                     live.eq((e.state != LatchState.FREE) & ~(e.timed & ~age[31])),
+                     match.eq(live & (e.flow.as_value() == cmd.flow.as_value()))]
+        hit = Signal()
         hit_way = Signal(range(W))
+        hit_entry = Signal(entry_layout)
+        free = Signal()
         free_way = Signal(range(W))
-        for w in reversed(range(W)):
-            with m.If(match[w]):
-                m.d.comb += hit_way.eq(w)
-            with m.If(~live[w]):
-                m.d.comb += free_way.eq(w)
 
         resp = Signal(resp_layout)
         m.d.comb += self.resp.payload.eq(resp)
         m.d.comb += crc.key.eq(key_bytes_value(self.cmd.payload.flow))
 
-        def slot_of(way):
-            return Cat(way, set_idx) if wb else Cat(set_idx)
-
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += self.cmd.ready.eq(1)
                 with m.If(self.cmd.valid):
-                    m.d.sync += cmd.eq(self.cmd.payload)
+                    m.d.sync += [cmd.eq(self.cmd.payload), hit.eq(0), free.eq(0)]
                     with m.If(self.cmd.payload.op == Op.WRITE):
                         m.next = "WRITE"
                     with m.Else():
                         m.d.comb += crc.start.eq(1)
                         m.next = "CRC"
             with m.State("WRITE"):
-                for w, wp in enumerate(wports):
-                    m.d.comb += [wp.addr.eq(cmd.slot[wb:wb + sb] if sb else 0), wp.data.eq(cmd.entry),
-                                 wp.en.eq(cmd.slot[:wb] == w if wb else 1)]
+                m.d.comb += [wp.addr.eq(cmd.slot), wp.data.eq(cmd.entry), wp.en.eq(1)]
                 m.d.sync += [resp.eq(0), resp.slot.eq(cmd.slot)]
                 m.next = "RESP"
             with m.State("CRC"):
                 with m.If(crc.done):
-                    m.d.sync += set_idx.eq(crc.crc[:sb] if sb else 0)
-                    m.next = "READ"
-            with m.State("READ"):
-                m.next = "CMP"      # read ports see set_idx this cycle; data next cycle
-            with m.State("CMP"):
-                full = ~(~live).any()
-                m.d.sync += [resp.hit.eq(match.any()), resp.full.eq(~match.any() & full)]
-                with m.If(match.any()):
-                    m.d.sync += [resp.slot.eq(slot_of(hit_way)),
-                                 resp.entry.eq(Cat(*[rp.data.as_value() for rp in rports])
-                                               .word_select(hit_way, entry_layout.size))]
+                    m.d.sync += [set_idx.eq(crc.crc[:sb] if sb else 0), ridx.eq(0)]
+                    m.next = "SCAN"
+            with m.State("SCAN"):
+                m.d.comb += rp.addr.eq(slot_of(ridx[:wb] if wb else Const(0, 0)))
+                m.d.sync += [ridx.eq(ridx + 1), didx.eq(ridx)]
+                with m.If(ridx != 0):
+                    # data of way didx: first match, lowest free way
+                    with m.If(match & ~hit):
+                        m.d.sync += [hit.eq(1), hit_way.eq(didx), hit_entry.eq(e)]
+                    with m.If(~live & ~free):
+                        m.d.sync += [free.eq(1), free_way.eq(didx)]
+                with m.If(ridx == W):
+                    m.next = "DECIDE"
+            with m.State("DECIDE"):
+                m.d.sync += [resp.hit.eq(hit), resp.full.eq(~hit & ~free)]
+                with m.If(hit):
+                    m.d.sync += [resp.slot.eq(slot_of(hit_way)), resp.entry.eq(hit_entry)]
                 with m.Else():
                     m.d.sync += [resp.slot.eq(slot_of(free_way)), resp.entry.eq(0)]
-                    with m.If((cmd.op == Op.INSERT) & ~full):
+                    with m.If((cmd.op == Op.INSERT) & free):
                         new = Signal(entry_layout)
                         m.d.comb += [new.eq(cmd.entry), new.flow.eq(cmd.flow)]
                         m.d.sync += resp.entry.eq(new)
-                        for w, wp in enumerate(wports):
-                            m.d.comb += [wp.addr.eq(set_idx), wp.data.eq(new), wp.en.eq(free_way == w)]
+                        m.d.comb += [wp.addr.eq(slot_of(free_way)), wp.data.eq(new), wp.en.eq(1)]
                 m.next = "RESP"
             with m.State("RESP"):
                 m.d.comb += self.resp.valid.eq(1)

@@ -63,9 +63,10 @@ class SpdEngine(wiring.Component):
     """`req`: (direction, flow) lookups; `resp`: the first matching rule.
     `w_*`: the table write port (one whole rule per write, from TBL_COMMIT)."""
 
-    def __init__(self, capacity: int = 64):
-        assert capacity & (capacity - 1) == 0
+    def __init__(self, capacity: int = 64, directions: int = 2):
+        assert capacity & (capacity - 1) == 0 and directions in (1, 2)
         self.capacity = capacity
+        self.directions = directions
         self.abits = (capacity - 1).bit_length()
         super().__init__({
             "req": In(stream.Signature(req_layout)),
@@ -76,11 +77,14 @@ class SpdEngine(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         ab = self.abits
-        m.submodules.mem = mem = Memory(shape=rule_layout, depth=2 * self.capacity, init=[])
+        m.submodules.mem = mem = Memory(shape=rule_layout, depth=self.directions * self.capacity,
+                                        init=[])
         wp = mem.write_port()
         rp = mem.read_port()
-        m.d.comb += [wp.addr.eq(Cat(self.w_index[:ab], self.w_inbound)), wp.data.eq(self.w_data),
-                     wp.en.eq(self.w_en)]
+        # one direction (the template table): the direction bit is not an address bit
+        dirbit = (lambda v: v) if self.directions == 2 else (lambda v: Const(0, 0))
+        m.d.comb += [wp.addr.eq(Cat(self.w_index[:ab], dirbit(self.w_inbound))),
+                     wp.data.eq(self.w_data), wp.en.eq(self.w_en)]
 
         flow = Signal(flow_layout)
         inbound = Signal()
@@ -93,13 +97,13 @@ class SpdEngine(wiring.Component):
 
         with m.FSM():
             with m.State("IDLE"):
-                m.d.comb += [self.req.ready.eq(1), rp.addr.eq(Cat(Const(0, ab), self.req.payload.inbound))]
+                m.d.comb += [self.req.ready.eq(1), rp.addr.eq(Cat(Const(0, ab), dirbit(self.req.payload.inbound)))]
                 with m.If(self.req.valid):
                     m.d.sync += [flow.eq(self.req.payload.flow), inbound.eq(self.req.payload.inbound),
                                  ridx.eq(1), didx.eq(0)]
                     m.next = "SCAN"
             with m.State("SCAN"):
-                m.d.comb += rp.addr.eq(Cat(ridx[:ab], inbound))
+                m.d.comb += rp.addr.eq(Cat(ridx[:ab], dirbit(inbound)))
                 m.d.sync += [ridx.eq(ridx + 1), didx.eq(ridx)]
                 with m.If(~rule.valid):
                     m.d.sync += resp.eq(0)

@@ -51,3 +51,40 @@ class ParserTop(wiring.Component):
 
 def parser_top():
     return ParserTop()
+
+
+class CoreTop(wiring.Component):
+    """PolicyCore with AXI-named stream ports and flat verdict/meta ports."""
+
+    def __init__(self, params):
+        from latchnic.hw.axil import axil_members
+        from latchnic.hw.policy.core import PolicyCore, verdict_layout
+        self.core = PolicyCore(params)
+        super().__init__({**axil_members(), **axis_in_members(),
+                          "meta_inbound": In(1), "meta_now": In(32),
+                          "verdict_data": Out(verdict_layout.size), "verdict_valid": Out(1),
+                          "verdict_ready": In(1), "irq": Out(1)})
+
+    def elaborate(self, platform):
+        from latchnic.hw.axil import axil_members
+        m = Module()
+        m.submodules.core = c = self.core
+        for name in axil_members():
+            a, b = getattr(self, name), getattr(c, name)
+            m.d.comb += (b.eq(a) if self.signature.members[name].flow == In else a.eq(b))
+        drive_axis_in(m, self, c.i)
+        m.d.comb += [c.meta.inbound.eq(self.meta_inbound), c.meta.now.eq(self.meta_now),
+                     self.verdict_data.eq(c.verdict.payload.as_value()),
+                     self.verdict_valid.eq(c.verdict.valid), c.verdict.ready.eq(self.verdict_ready),
+                     self.irq.eq(c.irq)]
+        return m
+
+
+def core_params():
+    from latchnic.hw.regmap import Params
+    return Params(sas=16, spd_rules=16, templates=8, latch_capacity=16, latch_ways=2,
+                  event_depth=256)
+
+
+def core_top():
+    return CoreTop(core_params())

@@ -1,0 +1,1 @@
+"""The policy and latching core: parser, SPD, latch table."""

@@ -1,0 +1,501 @@
+"""The policy and latching core: one decision per frame.
+
+    frames -> HeaderParser -> decision FSM -> verdict
+                                 |  LatchTable (lookup / clone / update)
+                                 |  SpdEngine (SPD, both directions)
+                                 |  SpdEngine (templates: first match)
+                                 |  SA table (peer, QoP, sequence counter)
+    AXI4-Lite -> RegisterFile -> table commits, knobs, counters, event FIFO
+
+It decides exactly as `latchnic.sim.device.ModelDevice` does for
+* every outbound frame (malformed, non-IP, latch enforcement with the latch
+  outranking the SPD, BROKEN on a failing latched flow, SPD first match,
+  sequence exhaustion, transport-mode fragments, the 64 KiB size check,
+  cloning from templates with expected peer, fail-closed on a full set,
+  TCP FIN/RST/SYN and UDP idle timers), and
+* inbound clear-text frames (latch_broken / latch_clear, SPD in-rules).
+Inbound ESP/AH frames that are not fragments leave with action CRYPTO: the
+SAD lookup, replay window and ICV belong to the crypto path, not built here.
+
+Frames are decided one at a time (no overlap between frames yet). `meta`
+(direction, timer tick) is queued at each frame's first beat.
+"""
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.lib import data, enum, fifo, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from latchnic.hw.axil import AxiLiteRegisters, axil_members
+from latchnic.hw.regmap import REGMAP, STAGE_WORDS, TABLES, Params, RegisterFile
+from latchnic.hw.stream import packet_signature
+from latchnic.sim.drops import REASON_CODES
+
+from .latch_table import LatchState, LatchTable, Op, entry_layout
+from .parser import HeaderParser, Status
+from .program import sa_layout
+from .selectors import flow_layout
+from .spd import Action, SpdEngine, rule_layout
+
+
+class Verdict(enum.Enum, shape=2):
+    FORWARD = 0
+    DROP = 1
+    CRYPTO = 2       # inbound ESP/AH: on to SAD lookup, replay check and ICV
+
+
+class Cause(enum.IntEnum):
+    CLONE = 0
+    FIN = 1
+    RST = 2
+    SYN = 3
+    TIMER = 4
+    RELEASE = 5
+    REASON = 8       # 8 + drop reason code: BROKEN because of that reason
+
+
+verdict_layout = data.StructLayout({
+    "action": Verdict,
+    "reason": 5,
+    "latch_valid": 1,
+    "latch": 16,
+    "sa_valid": 1,
+    "sa": 16,
+    "seq": 64,
+})
+
+event_layout = data.StructLayout({
+    "time": 32, "slot": 16, "peer": 8, "old": LatchState, "new": LatchState, "cause": 6,
+})
+
+meta_layout = data.StructLayout({"inbound": 1, "now": 32})
+
+R = REASON_CODES
+TCP_FIN, TCP_SYN, TCP_RST, TCP_ACK = 0x01, 0x02, 0x04, 0x10
+
+
+def qop_satisfies(sa, latched):
+    """sim: QoP.satisfies. sa: sa_layout view; latched: latch qop view."""
+    return ((sa.ah == latched.ah) & (sa.tunnel == latched.tunnel)
+            & (sa.encrypts | ~latched.encrypts) & (sa.key256 >= latched.key256)
+            & (sa.icv >= latched.icv))
+
+
+class PolicyCore(wiring.Component):
+    def __init__(self, params: Params = Params()):
+        self.params = params
+        self.regs = AxiLiteRegisters(RegisterFile(params))
+        super().__init__({
+            **axil_members(),
+            "i": In(packet_signature(64)),
+            "meta": In(meta_layout),           # sampled with each frame's first beat
+            "verdict": Out(stream.Signature(verdict_layout)),
+            "irq": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self.params
+        m.submodules.regs = regs = self.regs
+        for name in axil_members():
+            a, b = getattr(self, name), getattr(regs, name)
+            m.d.comb += (b.eq(a) if regs.signature.members[name].flow == In else a.eq(b))
+
+        m.submodules.parser = parser = HeaderParser()
+        m.submodules.spd = spd = SpdEngine(p.spd_rules)
+        m.submodules.tpl = tpl = SpdEngine(p.templates, directions=1)
+        m.submodules.latch = latch = LatchTable(p.latch_capacity, p.latch_ways)
+        m.submodules.events = events = fifo.SyncFIFOBuffered(width=event_layout.size,
+                                                            depth=p.event_depth)
+        m.submodules.metaq = metaq = fifo.SyncFIFOBuffered(width=meta_layout.size, depth=4)
+        m.submodules.sadmem = sadmem = Memory(shape=sa_layout, depth=p.sas, init=[])
+        sa_wp = sadmem.write_port()
+        sa_rp = sadmem.read_port()
+
+        # frames in; meta queued at each first beat
+        wiring.connect(m, wiring.flipped(self.i), parser.i)
+        m.d.comb += [metaq.w_data.eq(self.meta.as_value()),
+                     metaq.w_en.eq(self.i.valid & self.i.ready & self.i.payload.first)]
+
+        # ---- registers
+        stage = Cat(*[getattr(regs, f"tbl_stage{i}") for i in range(STAGE_WORDS)])
+        commit = regs.tbl_commit
+        commit_pending = Signal()
+        commits = Signal(32)
+        with m.If(regs.tbl_commit_stb):
+            m.d.sync += commit_pending.eq(1)
+        m.d.comb += regs.hold.eq(commit_pending | regs.tbl_commit_stb)
+        evt_lost = Signal(16)
+        m.d.comb += [
+            regs.tbl_commits.eq(commits),
+            regs.status.eq(Cat(Const(0, 1), commit_pending)),
+            regs.evt_level.eq(Cat(events.level, Const(0, 16 - len(events.level)), evt_lost)),
+            Cat(regs.evt_data0, regs.evt_data1, regs.evt_data2, regs.evt_data3)
+            .eq(events.r_data),
+            events.r_en.eq(regs.evt_pop_stb),
+            regs.irq_status.eq(Cat(events.r_rdy, evt_lost != 0)),
+            self.irq.eq((regs.irq_enable[0] & events.r_rdy) | (regs.irq_enable[1] & (evt_lost != 0))),
+        ]
+        tick = Signal(32)
+        tick_div = Signal(32)
+        m.d.sync += tick_div.eq(tick_div + 1)
+        with m.If(tick_div + 1 >= regs.tick_div):
+            m.d.sync += [tick_div.eq(0), tick.eq(tick + 1)]
+        m.d.comb += regs.now.eq(tick)
+
+        # counters: per drop reason, frames per direction, forwarded, non-IP
+        drop_ctr = [Signal(32, name=f"drop_ctr_{n}") for n in R]
+        for n, c in zip(R, drop_ctr):
+            m.d.comb += getattr(regs, f"drop_{n}").eq(c)
+        frames_in, frames_out, forwarded, non_ip = (Signal(32, name=n) for n in
+                                                    ("frames_in", "frames_out", "forwarded", "non_ip"))
+        m.d.comb += [regs.frames_in.eq(frames_in), regs.frames_out.eq(frames_out),
+                     regs.forwarded.eq(forwarded), regs.non_ip.eq(non_ip)]
+        with m.If(regs.ctrl[1]):
+            m.d.sync += [c.eq(0) for c in drop_ctr + [frames_in, frames_out, forwarded, non_ip]]
+
+        # ---- per-frame state
+        res = Signal.like(parser.o.payload)
+        meta = Signal(meta_layout)
+        flow = Signal(flow_layout)
+        lres = Signal.like(latch.resp.payload)
+        sres = Signal.like(spd.resp.payload)
+        tres = Signal.like(tpl.resp.payload)
+        sa = Signal(sa_layout)
+        sa_valid = Signal()
+        sa_idx = Signal(16)
+        v = Signal(verdict_layout)
+        m.d.comb += self.verdict.payload.eq(v)
+        entry = Signal(entry_layout)            # the latch being tracked / written
+        slot = Signal(16)
+        have_latch = Signal()                   # latch_seen (verdict.latch)
+        ev = Signal(event_layout)
+        ev_push = Signal()
+        m.d.comb += [events.w_data.eq(ev.as_value()), events.w_en.eq(ev_push)]
+        with m.If(ev_push & ~events.w_rdy):
+            m.d.sync += evt_lost.eq(evt_lost + 1)
+
+        def event(old, new, cause, slot_v=None, peer=None):
+            m.d.sync += [ev.time.eq(meta.now), ev.slot.eq(slot if slot_v is None else slot_v),
+                         ev.peer.eq(entry.peer if peer is None else peer), ev.old.eq(old),
+                         ev.new.eq(new), ev.cause.eq(cause)]
+
+        def drop(reason):
+            m.d.sync += [v.action.eq(Verdict.DROP), v.reason.eq(R[reason])]
+            m.next = "FINISH"
+
+        def forward():
+            m.d.sync += v.action.eq(Verdict.FORWARD)
+
+        out_dir = ~meta.inbound
+        is_tcp = res.proto == 6
+        is_udp = res.proto == 17
+        flags = res.tcp_flags
+        syn_only = (flags & (TCP_SYN | TCP_ACK)) == TCP_SYN
+        clone_trigger = Mux(is_tcp, syn_only, is_udp)
+        latched = have_latch
+        lentry = lres.entry
+
+        # protected size (ModelDevice._protected_len) for the 64 KiB check
+        ip_len = Signal(20)
+        payload_len = Signal(20)
+        m.d.comb += [ip_len.eq(res.l3_end - res.l2_len),
+                     payload_len.eq(res.l3_end - res.l2_len - res.hdr_len)]
+        data_len = Mux(sa.tunnel, ip_len, payload_len)
+        hdr_len = Mux(sa.tunnel, Mux(sa.outer_v6, 0, 20), Mux(res.v6, res.hdr_len - 40, res.hdr_len))
+        outer_v6 = Mux(sa.tunnel, sa.outer_v6, res.v6)
+        esp_body = 16 + Cat(Const(0, 2), (data_len + 5)[2:]) + sa.icv_bytes
+        ah_body = Mux(outer_v6, 40, 36) + data_len
+        prot_len = Signal(22)
+        m.d.comb += prot_len.eq(hdr_len + Mux(sa.ah, ah_body, esp_body))
+        seq_limit_hit = Mux(sa.esn, sa.seq == (1 << 64) - 1, sa.seq >= (1 << 32) - 1)
+
+        # default: no table requests
+        wr_latch = Signal()
+
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(commit_pending):
+                    m.next = "COMMIT"
+                with m.Elif(parser.o.valid & metaq.r_rdy):
+                    m.d.comb += [parser.o.ready.eq(1), metaq.r_en.eq(1)]
+                    pm = data.View(meta_layout, metaq.r_data)
+                    r = parser.o.payload
+                    m.d.sync += [res.eq(r), meta.eq(metaq.r_data), v.eq(0), have_latch.eq(0),
+                                 sa_valid.eq(0), lres.eq(0), sres.eq(0), tres.eq(0)]
+                    with m.If(pm.inbound):
+                        m.d.sync += [frames_in.eq(frames_in + 1), flow.local.eq(r.dst),
+                                     flow.remote.eq(r.src), flow.local_port.eq(r.dport),
+                                     flow.remote_port.eq(r.sport)]
+                    with m.Else():
+                        m.d.sync += [frames_out.eq(frames_out + 1), flow.local.eq(r.src),
+                                     flow.remote.eq(r.dst), flow.local_port.eq(r.sport),
+                                     flow.remote_port.eq(r.dport)]
+                    m.d.sync += [flow.v6.eq(r.v6), flow.proto.eq(r.proto),
+                                 flow.ports_valid.eq(r.ports_valid)]
+                    m.next = "CLASSIFY"
+
+            with m.State("COMMIT"):
+                table = commit[16:20]
+                index = commit[0:16]
+                clear = commit[24:26] == 1
+                m.d.sync += [commit_pending.eq(0), commits.eq(commits + 1)]
+                with m.Switch(table):
+                    with m.Case(TABLES["spd_out"], TABLES["spd_in"]):
+                        m.d.comb += [spd.w_en.eq(1), spd.w_inbound.eq(table == TABLES["spd_in"]),
+                                     spd.w_index.eq(index),
+                                     spd.w_data.eq(Mux(clear, 0, stage[:rule_layout.size]))]
+                    with m.Case(TABLES["template"]):
+                        m.d.comb += [tpl.w_en.eq(1), tpl.w_index.eq(index),
+                                     tpl.w_data.eq(Mux(clear, 0, stage[:rule_layout.size]))]
+                    with m.Case(TABLES["sad"]):
+                        m.d.comb += [sa_wp.en.eq(1), sa_wp.addr.eq(index),
+                                     sa_wp.data.eq(Mux(clear, 0, stage[:sa_layout.size]))]
+                    with m.Case(TABLES["latch"]):
+                        m.d.sync += slot.eq(index)
+                        m.next = "RELEASE"
+                with m.If(table != TABLES["latch"]):
+                    m.next = "IDLE"
+
+            with m.State("RELEASE"):
+                # host release: the slot is written FREE (no event yet: the
+                # old state would need a read by slot; see docs/policy-core.md)
+                m.d.comb += [latch.cmd.valid.eq(1), latch.cmd.payload.op.eq(Op.WRITE),
+                             latch.cmd.payload.slot.eq(slot)]
+                with m.If(latch.cmd.ready):
+                    m.next = "RELEASE_ACK"
+            with m.State("RELEASE_ACK"):
+                m.d.comb += latch.resp.ready.eq(1)
+                with m.If(latch.resp.valid):
+                    m.next = "IDLE"
+
+            with m.State("CLASSIFY"):
+                with m.If(res.status == Status.MALFORMED):
+                    drop("malformed")
+                with m.Elif(res.status == Status.UNSUPPORTED):
+                    drop("unsupported")
+                with m.Elif(res.status == Status.NON_IP):
+                    forward()
+                    m.d.sync += non_ip.eq(non_ip + 1)
+                    m.next = "FINISH"
+                with m.Elif(meta.inbound & ((res.proto == 50) | (res.proto == 51))):
+                    with m.If(res.is_fragment):
+                        drop("fragment")
+                    with m.Else():
+                        m.d.sync += v.action.eq(Verdict.CRYPTO)
+                        m.next = "FINISH"
+                with m.Elif(flow.ports_valid):
+                    m.next = "LATCH"
+                with m.Else():
+                    m.next = "SPD"
+
+            with m.State("LATCH"):
+                m.d.comb += [latch.cmd.valid.eq(1), latch.cmd.payload.op.eq(Op.LOOKUP),
+                             latch.cmd.payload.flow.eq(flow), latch.cmd.payload.now.eq(meta.now)]
+                with m.If(latch.cmd.ready):
+                    m.next = "LATCH_WAIT"
+            with m.State("LATCH_WAIT"):
+                m.d.comb += latch.resp.ready.eq(1)
+                with m.If(latch.resp.valid):
+                    m.d.sync += [lres.eq(latch.resp.payload), have_latch.eq(latch.resp.payload.hit),
+                                 entry.eq(latch.resp.payload.entry), slot.eq(latch.resp.payload.slot)]
+                    m.next = "SPD"
+
+            with m.State("SPD"):
+                m.d.comb += [spd.req.valid.eq(1), spd.req.payload.inbound.eq(meta.inbound),
+                             spd.req.payload.flow.eq(flow)]
+                with m.If(spd.req.ready):
+                    m.next = "SPD_WAIT"
+            with m.State("SPD_WAIT"):
+                m.d.comb += spd.resp.ready.eq(1)
+                with m.If(spd.resp.valid):
+                    m.d.sync += sres.eq(spd.resp.payload)
+                    m.next = "SA_READ"
+            with m.State("SA_READ"):
+                m.d.comb += sa_rp.addr.eq(sres.sa)
+                m.next = "SA_GOT"
+            with m.State("SA_GOT"):
+                m.d.sync += [sa.eq(sa_rp.data), sa_idx.eq(sres.sa)]
+                m.next = "DECIDE"
+
+            with m.State("DECIDE"):
+                with m.If(meta.inbound):
+                    # clear text (ESP/AH left in CLASSIFY)
+                    with m.If(latched):
+                        with m.If(lentry.state == LatchState.BROKEN):
+                            drop("latch_broken")
+                        with m.Else():
+                            drop("latch_clear")
+                    with m.Elif(~sres.hit):
+                        drop("no_policy")
+                    with m.Elif(sres.action == Action.DISCARD):
+                        drop("spd_discard")
+                    with m.Elif(sres.action == Action.PROTECT):
+                        drop("spd_clear")
+                    with m.Else():
+                        forward()
+                        m.next = "FINISH"
+                with m.Elif(latched):
+                    with m.If(lentry.state == LatchState.BROKEN):
+                        drop("latch_broken")
+                    with m.Elif(~sres.hit):
+                        m.next = "BREAK"
+                        m.d.sync += v.reason.eq(R["no_policy"])
+                    with m.Elif(sres.action == Action.DISCARD):
+                        drop("spd_discard")
+                    with m.Elif(sres.action == Action.BYPASS):
+                        m.next = "BREAK"
+                        m.d.sync += v.reason.eq(R["latch_clear"])
+                    with m.Elif(~sa.valid):
+                        m.next = "BREAK"
+                        m.d.sync += v.reason.eq(R["no_sa"])
+                    with m.Elif(sa.peer != lentry.peer):
+                        m.next = "BREAK"
+                        m.d.sync += v.reason.eq(R["latch_peer"])
+                    with m.Elif(~qop_satisfies(sa, lentry.qop)):
+                        m.next = "BREAK"
+                        m.d.sync += v.reason.eq(R["latch_qop"])
+                    with m.Else():
+                        m.d.sync += sa_valid.eq(1)
+                        m.next = "SA_CHECKS"
+                with m.Else():
+                    with m.If(~sres.hit):
+                        drop("no_policy")
+                    with m.Elif(sres.action == Action.DISCARD):
+                        drop("spd_discard")
+                    with m.Elif(sres.action == Action.BYPASS):
+                        forward()
+                        m.next = "FINISH"
+                    with m.Elif(~sa.valid):
+                        drop("no_sa")
+                    with m.Else():
+                        m.d.sync += sa_valid.eq(1)
+                        m.next = "SA_CHECKS"
+
+            with m.State("BREAK"):
+                # the latch outranks the SPD: drop, and the latch goes BROKEN
+                m.d.sync += v.action.eq(Verdict.DROP)
+                with m.If(lentry.state != LatchState.BROKEN):
+                    m.d.sync += entry.state.eq(LatchState.BROKEN)
+                    event(lentry.state, LatchState.BROKEN, Cause.REASON + v.reason)
+                    m.next = "WRITE_LATCH_EV"
+                with m.Else():
+                    m.next = "FINISH"
+
+            with m.State("SA_CHECKS"):
+                with m.If(seq_limit_hit):
+                    drop("seq_exhausted")
+                with m.Elif(~sa.tunnel & res.is_fragment):
+                    drop("fragment")
+                with m.Elif(prot_len > 0xFFFF):
+                    drop("unsupported")
+                with m.Elif(~latched & flow.ports_valid & clone_trigger):
+                    m.next = "TPL"
+                with m.Else():
+                    m.next = "SEND"
+
+            with m.State("TPL"):
+                m.d.comb += [tpl.req.valid.eq(1), tpl.req.payload.flow.eq(flow)]
+                with m.If(tpl.req.ready):
+                    m.next = "TPL_WAIT"
+            with m.State("TPL_WAIT"):
+                m.d.comb += tpl.resp.ready.eq(1)
+                with m.If(tpl.resp.valid):
+                    t = tpl.resp.payload
+                    m.d.sync += tres.eq(t)
+                    with m.If(~t.hit):
+                        m.next = "SEND"
+                    with m.Elif(t.pin_peer & (t.peer != sa.peer)):
+                        drop("latch_peer")
+                    with m.Elif(lres.full):
+                        drop("latch_table_full")
+                    with m.Else():
+                        m.next = "CLONE"
+
+            with m.State("CLONE"):
+                new = Signal(entry_layout)
+                m.d.comb += [new.state.eq(LatchState.ESTABLISHED), new.peer.eq(sa.peer),
+                             new.qop.ah.eq(sa.ah), new.qop.tunnel.eq(sa.tunnel),
+                             new.qop.encrypts.eq(sa.encrypts), new.qop.key256.eq(sa.key256),
+                             new.qop.icv.eq(sa.icv), new.template.eq(tres.index)]
+                m.d.comb += [latch.cmd.valid.eq(1), latch.cmd.payload.op.eq(Op.INSERT),
+                             latch.cmd.payload.flow.eq(flow), latch.cmd.payload.now.eq(meta.now),
+                             latch.cmd.payload.entry.eq(new)]
+                with m.If(latch.cmd.ready):
+                    m.next = "CLONE_WAIT"
+            with m.State("CLONE_WAIT"):
+                m.d.comb += latch.resp.ready.eq(1)
+                with m.If(latch.resp.valid):
+                    lr = latch.resp.payload
+                    m.d.sync += [entry.eq(lr.entry), slot.eq(lr.slot), have_latch.eq(1)]
+                    event(LatchState.FREE, LatchState.ESTABLISHED, Cause.CLONE, slot_v=lr.slot,
+                          peer=sa.peer)
+                    m.next = "CLONE_EV"
+            with m.State("CLONE_EV"):
+                m.d.comb += ev_push.eq(1)
+                m.next = "SEND"
+
+            with m.State("SEND"):
+                m.d.comb += [sa_wp.en.eq(1), sa_wp.addr.eq(sa_idx), sa_wp.data.eq(sa),
+                             sa_wp.data.seq.eq(sa.seq + 1)]
+                m.d.sync += [v.action.eq(Verdict.FORWARD), v.seq.eq(sa.seq + 1)]
+                with m.If(have_latch):
+                    m.next = "TRACK"
+                with m.Else():
+                    m.next = "FINISH"
+
+            with m.State("TRACK"):
+                # ModelDevice._track: UDP idle timer; TCP SYN re-open, FIN, RST
+                with m.If(is_udp):
+                    m.d.sync += [entry.timed.eq(1), entry.deadline.eq(meta.now + regs.udp_idle)]
+                    m.next = "WRITE_LATCH"
+                with m.Elif((entry.state == LatchState.TIME_WAIT) & syn_only):
+                    m.d.sync += [entry.fin_in.eq(0), entry.fin_out.eq(0), entry.timed.eq(0),
+                                 entry.state.eq(LatchState.ESTABLISHED)]
+                    event(LatchState.TIME_WAIT, LatchState.ESTABLISHED, Cause.SYN)
+                    m.next = "WRITE_LATCH_EV"
+                with m.Else():
+                    fin_out = entry.fin_out | (out_dir & flags[0])
+                    fin_in = entry.fin_in | (meta.inbound & flags[0])
+                    m.d.sync += [entry.fin_out.eq(fin_out), entry.fin_in.eq(fin_in)]
+                    with m.If((entry.state != LatchState.TIME_WAIT)
+                              & ((flags & TCP_RST).any() | (fin_in & fin_out))):
+                        m.d.sync += [entry.state.eq(LatchState.TIME_WAIT), entry.timed.eq(1),
+                                     entry.deadline.eq(meta.now + regs.time_wait)]
+                        event(entry.state, LatchState.TIME_WAIT,
+                              Mux((flags & TCP_RST).any(), Cause.RST, Cause.FIN))
+                        m.next = "WRITE_LATCH_EV"
+                    with m.Else():
+                        m.next = "WRITE_LATCH"
+
+            with m.State("WRITE_LATCH_EV"):
+                m.d.comb += ev_push.eq(1)
+                m.next = "WRITE_LATCH"
+            with m.State("WRITE_LATCH"):
+                m.d.comb += [latch.cmd.valid.eq(1), latch.cmd.payload.op.eq(Op.WRITE),
+                             latch.cmd.payload.slot.eq(slot), latch.cmd.payload.entry.eq(entry)]
+                with m.If(latch.cmd.ready):
+                    m.next = "WRITE_WAIT"
+            with m.State("WRITE_WAIT"):
+                m.d.comb += latch.resp.ready.eq(1)
+                with m.If(latch.resp.valid):
+                    m.next = "FINISH"
+
+            with m.State("FINISH"):
+                m.d.comb += self.verdict.valid.eq(1)
+                with m.If(self.verdict.ready):
+                    with m.If(v.action == Verdict.DROP):
+                        with m.Switch(v.reason):
+                            for code, c in enumerate(drop_ctr):
+                                with m.Case(code):
+                                    m.d.sync += c.eq(c + 1)
+                    with m.Elif(v.action == Verdict.FORWARD):
+                        m.d.sync += forwarded.eq(forwarded + 1)
+                    m.next = "IDLE"
+
+        # verdict's latch / SA fields
+        m.d.comb += [self.verdict.payload.latch_valid.eq(have_latch),
+                     self.verdict.payload.latch.eq(slot),
+                     self.verdict.payload.sa_valid.eq(sa_valid),
+                     self.verdict.payload.sa.eq(sa_idx)]
+        return m

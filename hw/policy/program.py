@@ -1,0 +1,88 @@
+"""Host side of the policy core's tables: entry layouts the driver stages and
+the encoding of a latchnic.config.Config into register writes.
+
+The same Config the reference model loads is turned into (register, value)
+writes: device knobs, then every table entry through the staging registers
+and one TBL_COMMIT each (docs/registers.md).
+"""
+
+from __future__ import annotations
+
+from amaranth.lib import data
+
+from latchnic.hw.generated import regs
+from .selectors import pack
+from .spd import encode_rule, rule_layout
+
+sa_layout = data.StructLayout({
+    "valid": 1,
+    "out": 1,
+    "ah": 1,
+    "tunnel": 1,
+    "outer_v6": 1,       # tunnel mode: the outer header's IP version
+    "encrypts": 1,
+    "key256": 1,
+    "icv": 2,            # 0: 8, 1: 12, 2: 16 bytes
+    "icv_bytes": 5,
+    "peer": 8,
+    "esn": 1,
+    "seq": 64,           # out: last sequence number sent
+})
+
+ICV_CODE = {8: 0, 12: 1, 16: 2}
+
+
+def encode_sa(sa, peer_index: int) -> int:
+    return pack(sa_layout, {
+        "valid": 1, "out": int(sa.dir == "out"), "ah": int(sa.proto == "ah"),
+        "tunnel": int(sa.mode == "tunnel"),
+        "outer_v6": int(sa.src is not None and sa.src.version == 6),
+        "encrypts": int(sa.encrypts), "key256": int(len(sa.key) == 32),
+        "icv": ICV_CODE[sa.icv], "icv_bytes": sa.icv, "peer": peer_index, "esn": int(sa.esn),
+        "seq": sa.seq})
+
+
+def encode_template(t, peer_index: int | None) -> int:
+    """Templates use the SPD rule layout (selectors, pin_peer/peer = the
+    expected peer); a second SpdEngine instance holds them."""
+    from latchnic.config import SpdRule
+    rule = SpdRule("out", "protect", t.local, t.remote, t.proto, t.local_port, t.remote_port)
+    return encode_rule(rule) | (pack(rule_layout, {"pin_peer": int(t.peer is not None),
+                                                   "peer": peer_index or 0}))
+
+
+def commit_writes(table: str, index: int, value: int = 0, key: bytes | None = None,
+                  op: int = 0) -> list[tuple[int, int]]:
+    out = []
+    for i in range(regs.STAGE_WORDS):
+        out.append((regs.TBL_STAGE0 + 4 * i, (value >> (32 * i)) & 0xFFFFFFFF))
+    if key is not None:
+        padded = key.ljust(4 * regs.KEY_WORDS, b"\0")
+        for i in range(regs.KEY_WORDS):
+            out.append((regs.TBL_KEY0 + 4 * i, int.from_bytes(padded[4 * i:4 * i + 4], "big")))
+    out.append((regs.TBL_COMMIT, index | (regs.TABLES[table] << 16) | (op << 24)))
+    return out
+
+
+def program(cfg, peer_index: dict[str, int], tick_ns: int, spd_capacity: int,
+            template_capacity: int) -> list[tuple[int, int]]:
+    """Register writes that load `cfg` into an empty device. SA index =
+    position in cfg.sas; peers by `peer_index` (the PAD indexes the driver
+    keeps, the same the model assigns)."""
+    ticks = lambda s: round(s * 1_000_000_000 / tick_ns)
+    w = [(regs.TIME_WAIT, ticks(cfg.device.time_wait_s)), (regs.UDP_IDLE, ticks(cfg.device.udp_idle_s)),
+         (regs.REPLAY_WINDOW, cfg.device.replay_window)]
+    sa_index = {s.name: i for i, s in enumerate(cfg.sas)}
+    for i, s in enumerate(cfg.sas):
+        w += commit_writes("sad", i, encode_sa(s, peer_index[s.peer]), key=s.key + s.salt)
+    for d, table in (("out", "spd_out"), ("in", "spd_in")):
+        rules = [r for r in cfg.spd if r.dir == d]
+        assert len(rules) < spd_capacity, "one entry stays free as the terminator"
+        for i, r in enumerate(rules):
+            w += commit_writes(table, i, encode_rule(r, sa_index.get(r.sa), peer_index.get(r.peer)))
+        w += commit_writes(table, len(rules), op=1)
+    assert len(cfg.templates) < template_capacity
+    for i, t in enumerate(cfg.templates):
+        w += commit_writes("template", i, encode_template(t, peer_index.get(t.peer)))
+    w += commit_writes("template", len(cfg.templates), op=1)
+    return w

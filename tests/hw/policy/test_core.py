@@ -1,0 +1,30 @@
+"""The policy core under cocotb/Verilator vs ModelDevice, programmed through
+AXI4-Lite from tests/hw/policy/core_config.toml (see cocotb_core_tb.py)."""
+
+from pathlib import Path
+
+import pytest
+
+from policy_harness import run
+from policy_tops import core_top
+
+CONFIG = Path(__file__).parent / "core_config.toml"
+
+
+def _run(run_name, **env):
+    env["CORE_CONFIG"] = CONFIG
+    run(core_top, name="policy_core", test_module="cocotb_core_tb", env=env, run_name=run_name)
+
+
+def test_core_random_mix():
+    _run("mix", CORE_SEED=1, CORE_COUNT=1500, CORE_STALL=0)
+
+
+def test_core_random_mix_stalls():
+    _run("mix_stall", CORE_SEED=4, CORE_COUNT=1500, CORE_STALL=1)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [10, 11, 12])
+def test_core_long(seed):
+    _run(f"long{seed}", CORE_SEED=seed, CORE_COUNT=8000, CORE_STALL=seed % 2)
