@@ -83,8 +83,10 @@ def run_cocotb(make_design: Callable[[], object], *, name: str, test_module: str
 
     bdir = build(make_design, name=name, toplevel=toplevel, key=key)
     env = dict(extra_env or {})
-    env["PYTHONPATH"] = os.pathsep.join(
-        [str(module_dir), str(_PKG_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
+    # the runner hands the simulator's Python this process's sys.path
+    # (extra_env cannot override PYTHONPATH), so the module folder goes there
+    if str(module_dir) not in sys.path:
+        sys.path.insert(0, str(module_dir))
     tdir = bdir / run_name
     tdir.mkdir(exist_ok=True)
     runner = get_runner("verilator")

@@ -216,7 +216,8 @@ def diff_packets(rng):
     packets = []
     for n in range(count):
         key = rng.choice(keys)
-        plen = lengths[n] if n < len(lengths) and rng.random() < 0.7 else rng.randrange(0, 300)
+        # the first six are the edge lengths (0, 1, 15, 16, 17, max); then a mix
+        plen = lengths[n] if n < 6 or rng.random() < 0.5 else rng.randrange(0, 300)
         alen = rng.choice([0, 8, 12, rng.randrange(0, 40), rng.randrange(0, 600)])
         aad, pt = rng.randbytes(alen), rng.randbytes(plen)
         nonce = rng.randbytes(12)
