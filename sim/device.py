@@ -410,7 +410,7 @@ class ModelDevice:
                 raise Drop("spd_discard")
             if rule.action == "bypass":
                 self.stats["out_bypass"] += 1
-                return self._forward("out", pkt.frame)
+                return self._forward("out", pkt.frame[:pkt.l3_end])   # Ethernet padding dropped
             sa = self.sad.get(rule.sa)
             if sa is None:
                 raise Drop("no_sa", f"rule's SA {rule.sa!r} is not in the SAD")
@@ -505,7 +505,7 @@ class ModelDevice:
                 if rule.action == "protect":
                     raise Drop("spd_clear")
                 self.stats["in_bypass"] += 1
-                return self._forward("in", pkt.frame)
+                return self._forward("in", pkt.frame[:pkt.l3_end])
             if rule.action == "bypass":
                 raise Drop("spd_mismatch", "protected packet matched a BYPASS rule")
             if (rule.sa is not None and rule.sa != sa.name) or (

@@ -220,3 +220,13 @@ def test_non_ip_frames_pass_unchanged():
     for d in ("out", "in"):
         v = dev.process(arp, d, 0)
         assert v.action == "forward" and v.frame == arp
+
+
+def test_bypassed_frames_lose_ethernet_padding_like_protected_ones():
+    cfg = parse_config('[[spd]]\ndir = "out"\naction = "bypass"\n[[spd]]\ndir = "in"\naction = "bypass"\n')
+    dev = ModelDevice.from_config(cfg)
+    frame = host_tcp(flags="S")
+    padded = frame + bytes(60 - len(frame)) if len(frame) < 60 else frame + bytes(6)
+    for direction in ("out", "in"):
+        v = dev.process(padded, direction, 0)
+        assert v.action == "forward" and v.frame == frame
