@@ -51,6 +51,7 @@ class Cause(enum.IntEnum):
     SYN = 3
     TIMER = 4
     RELEASE = 5
+    RECHECK = 6      # re-check after table changes (TBL_COMMIT op 3)
     REASON = 8       # 8 + drop reason code: BROKEN because of that reason
 
 
@@ -208,7 +209,12 @@ class PolicyCore(wiring.Component):
         ah_body = Mux(outer_v6, 40, 36) + data_len
         prot_len = Signal(22)
         m.d.comb += prot_len.eq(hdr_len + Mux(sa.ah, ah_body, esp_body))
-        seq_limit_hit = Mux(sa.esn, sa.seq == (1 << 64) - 1, sa.seq >= (1 << 32) - 1)
+        def exhausted(s):
+            return Mux(s.esn, s.seq == (1 << 64) - 1, s.seq >= (1 << 32) - 1)
+        seq_limit_hit = exhausted(sa)
+        rc_found = Signal()
+        rc_healthy_out = Signal()
+        rc_sa = Signal(range(p.sas + 1))
 
         # default: no table requests
         wr_latch = Signal()
@@ -239,8 +245,9 @@ class PolicyCore(wiring.Component):
                 table = commit[16:20]
                 index = commit[0:16]
                 clear = commit[24:26] == 1
+                op = commit[24:26]
                 m.d.sync += [commit_pending.eq(0), commits.eq(commits + 1)]
-                with m.Switch(table):
+                with m.Switch(Mux(op == 3, 0xF, table)):
                     with m.Case(TABLES["spd_out"], TABLES["spd_in"]):
                         m.d.comb += [spd.w_en.eq(1), spd.w_inbound.eq(table == TABLES["spd_in"]),
                                      spd.w_index.eq(index),
@@ -254,8 +261,93 @@ class PolicyCore(wiring.Component):
                     with m.Case(TABLES["latch"]):
                         m.d.sync += slot.eq(index)
                         m.next = "RELEASE"
-                with m.If(table != TABLES["latch"]):
+                with m.If(op == 3):
+                    m.d.sync += slot.eq(0)
+                    m.next = "RC_READ"
+                with m.Elif(table != TABLES["latch"]):
                     m.next = "IDLE"
+
+            # ---- re-check sweep (ModelDevice._recheck_latches): every live
+            # ESTABLISHED/BROKEN latch is healthy when the out-SPD selects a
+            # compatible, not exhausted SA of its peer and some inbound SA of
+            # that peer has a compatible QoP
+            with m.State("RC_READ"):
+                m.d.comb += [latch.cmd.valid.eq(1), latch.cmd.payload.op.eq(Op.READ),
+                             latch.cmd.payload.slot.eq(slot), latch.cmd.payload.now.eq(meta.now)]
+                with m.If(latch.cmd.ready):
+                    m.next = "RC_READ_WAIT"
+            with m.State("RC_READ_WAIT"):
+                m.d.comb += latch.resp.ready.eq(1)
+                with m.If(latch.resp.valid):
+                    m.d.sync += entry.eq(latch.resp.payload.entry)
+                    with m.If(~latch.resp.payload.hit
+                              | (latch.resp.payload.entry.state == LatchState.TIME_WAIT)):
+                        m.next = "RC_NEXT"
+                    with m.Else():
+                        m.next = "RC_SPD"
+            with m.State("RC_SPD"):
+                m.d.comb += [spd.req.valid.eq(1), spd.req.payload.inbound.eq(0),
+                             spd.req.payload.flow.eq(entry.flow)]
+                with m.If(spd.req.ready):
+                    m.next = "RC_SPD_WAIT"
+            with m.State("RC_SPD_WAIT"):
+                m.d.comb += spd.resp.ready.eq(1)
+                with m.If(spd.resp.valid):
+                    m.d.sync += sres.eq(spd.resp.payload)
+                    m.next = "RC_SA_READ"
+            with m.State("RC_SA_READ"):
+                m.d.comb += sa_rp.addr.eq(sres.sa)
+                m.next = "RC_SA_GOT"
+            with m.State("RC_SA_GOT"):
+                d = sa_rp.data
+                m.d.sync += [rc_healthy_out.eq(sres.hit & (sres.action == Action.PROTECT) & d.valid
+                                               & ~exhausted(d) & (d.peer == entry.peer)
+                                               & qop_satisfies(d, entry.qop)),
+                             rc_sa.eq(0), rc_found.eq(0)]
+                m.next = "RC_IN_READ"
+            with m.State("RC_IN_READ"):
+                m.d.comb += sa_rp.addr.eq(rc_sa)
+                m.next = "RC_IN_CHECK"
+            with m.State("RC_IN_CHECK"):
+                d = sa_rp.data
+                with m.If(d.valid & ~d.out & (d.peer == entry.peer) & qop_satisfies(d, entry.qop)):
+                    m.d.sync += rc_found.eq(1)
+                    m.next = "RC_DECIDE"
+                with m.Elif(rc_sa == p.sas - 1):
+                    m.next = "RC_DECIDE"
+                with m.Else():
+                    m.d.sync += rc_sa.eq(rc_sa + 1)
+                    m.next = "RC_IN_READ"
+            with m.State("RC_DECIDE"):
+                healthy = rc_healthy_out & rc_found
+                with m.If((entry.state == LatchState.ESTABLISHED) & ~healthy):
+                    m.d.sync += entry.state.eq(LatchState.BROKEN)
+                    event(LatchState.ESTABLISHED, LatchState.BROKEN, Cause.RECHECK)
+                    m.next = "RC_EV"
+                with m.Elif((entry.state == LatchState.BROKEN) & healthy):
+                    m.d.sync += entry.state.eq(LatchState.ESTABLISHED)
+                    event(LatchState.BROKEN, LatchState.ESTABLISHED, Cause.RECHECK)
+                    m.next = "RC_EV"
+                with m.Else():
+                    m.next = "RC_NEXT"
+            with m.State("RC_EV"):
+                m.d.comb += ev_push.eq(1)
+                m.next = "RC_WRITE"
+            with m.State("RC_WRITE"):
+                m.d.comb += [latch.cmd.valid.eq(1), latch.cmd.payload.op.eq(Op.WRITE),
+                             latch.cmd.payload.slot.eq(slot), latch.cmd.payload.entry.eq(entry)]
+                with m.If(latch.cmd.ready):
+                    m.next = "RC_WRITE_WAIT"
+            with m.State("RC_WRITE_WAIT"):
+                m.d.comb += latch.resp.ready.eq(1)
+                with m.If(latch.resp.valid):
+                    m.next = "RC_NEXT"
+            with m.State("RC_NEXT"):
+                with m.If(slot == p.latch_capacity - 1):
+                    m.next = "IDLE"
+                with m.Else():
+                    m.d.sync += slot.eq(slot + 1)
+                    m.next = "RC_READ"
 
             with m.State("RELEASE"):
                 # host release: the slot is written FREE (no event yet: the

@@ -18,6 +18,7 @@ Operations (`cmd` -> `resp`, one at a time):
   the flow's key into the free slot.
 * WRITE(slot, entry): rewrite a slot (state changes, timers, FIN flags; a
   FREE state frees it).
+* READ(slot, now): the slot's entry; `hit` = live (for the re-check sweep).
 Cost: 1 + ceil(38 / crc_step) + ways + 3 cycles for LOOKUP/INSERT, 3 for WRITE.
 """
 
@@ -41,6 +42,7 @@ class Op(enum.Enum, shape=2):
     LOOKUP = 0
     INSERT = 1
     WRITE = 2
+    READ = 3        # by slot: entry, hit = live at `now`
 
 
 qop_layout = data.StructLayout({
@@ -125,12 +127,21 @@ class LatchTable(wiring.Component):
                     m.d.sync += [cmd.eq(self.cmd.payload), hit.eq(0), free.eq(0)]
                     with m.If(self.cmd.payload.op == Op.WRITE):
                         m.next = "WRITE"
+                    with m.Elif(self.cmd.payload.op == Op.READ):
+                        m.next = "READ"
                     with m.Else():
                         m.d.comb += crc.start.eq(1)
                         m.next = "CRC"
             with m.State("WRITE"):
                 m.d.comb += [wp.addr.eq(cmd.slot), wp.data.eq(cmd.entry), wp.en.eq(1)]
                 m.d.sync += [resp.eq(0), resp.slot.eq(cmd.slot)]
+                m.next = "RESP"
+            with m.State("READ"):
+                m.d.comb += rp.addr.eq(cmd.slot)
+                m.next = "READ_DATA"
+            with m.State("READ_DATA"):
+                m.d.sync += [resp.eq(0), resp.slot.eq(cmd.slot), resp.hit.eq(live),
+                             resp.entry.eq(e)]
                 m.next = "RESP"
             with m.State("CRC"):
                 with m.If(crc.done):

@@ -65,24 +65,42 @@ def commit_writes(table: str, index: int, value: int = 0, key: bytes | None = No
 
 
 def program(cfg, peer_index: dict[str, int], tick_ns: int, spd_capacity: int,
-            template_capacity: int) -> list[tuple[int, int]]:
-    """Register writes that load `cfg` into an empty device. SA index =
-    position in cfg.sas; peers by `peer_index` (the PAD indexes the driver
-    keeps, the same the model assigns)."""
+            template_capacity: int, old=None, sa_slots: dict[str, int] | None = None,
+            sa_capacity: int = 64) -> list[tuple[int, int]]:
+    """Register writes that make the device's tables equal to `cfg`, then a
+    re-check of the latches (TBL_COMMIT op 3), as ModelDevice.apply does.
+
+    `old`: the configuration the device holds (None: empty device).
+    `sa_slots`: SA name -> SAD slot, updated in place. An SA whose definition
+    did not change keeps its slot and is not rewritten (its sequence number
+    and window live on); a removed SA's slot is cleared; a new or changed SA
+    takes its old slot or the lowest free one. Peers by `peer_index` (the PAD
+    indexes the driver keeps, the same the model assigns)."""
+    if sa_slots is None:
+        sa_slots = {}
     ticks = lambda s: round(s * 1_000_000_000 / tick_ns)
     w = [(regs.TIME_WAIT, ticks(cfg.device.time_wait_s)), (regs.UDP_IDLE, ticks(cfg.device.udp_idle_s)),
          (regs.REPLAY_WINDOW, cfg.device.replay_window)]
-    sa_index = {s.name: i for i, s in enumerate(cfg.sas)}
-    for i, s in enumerate(cfg.sas):
-        w += commit_writes("sad", i, encode_sa(s, peer_index[s.peer]), key=s.key + s.salt)
+    before = {s.name: s for s in (old.sas if old else [])}
+    now = {s.name: s for s in cfg.sas}
+    for name in [n for n in sa_slots if n not in now]:
+        w += commit_writes("sad", sa_slots.pop(name), op=1)
+    for s in cfg.sas:
+        if s.name in before and before[s.name] == s and s.name in sa_slots:
+            continue
+        if s.name not in sa_slots:
+            used = set(sa_slots.values())
+            sa_slots[s.name] = next(i for i in range(sa_capacity) if i not in used)
+        w += commit_writes("sad", sa_slots[s.name], encode_sa(s, peer_index[s.peer]), key=s.key + s.salt)
     for d, table in (("out", "spd_out"), ("in", "spd_in")):
         rules = [r for r in cfg.spd if r.dir == d]
         assert len(rules) < spd_capacity, "one entry stays free as the terminator"
         for i, r in enumerate(rules):
-            w += commit_writes(table, i, encode_rule(r, sa_index.get(r.sa), peer_index.get(r.peer)))
+            w += commit_writes(table, i, encode_rule(r, sa_slots.get(r.sa), peer_index.get(r.peer)))
         w += commit_writes(table, len(rules), op=1)
     assert len(cfg.templates) < template_capacity
     for i, t in enumerate(cfg.templates):
         w += commit_writes("template", i, encode_template(t, peer_index.get(t.peer)))
     w += commit_writes("template", len(cfg.templates), op=1)
+    w.append((regs.TBL_COMMIT, 3 << 24))          # re-check every latch
     return w

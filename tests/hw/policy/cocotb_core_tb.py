@@ -8,7 +8,10 @@ latch events and the counters must match. Frames the core hands to the
 crypto path (inbound ESP/AH that are not fragments) are not compared.
 
 Environment: CORE_SEED, CORE_COUNT, CORE_STALL (random idle on the frame
-source, random backpressure on the verdict port), CORE_CONFIG (TOML path).
+source, random backpressure on the verdict port), CORE_CONFIG (TOML path),
+CORE_DRIFT (optional second TOML: applied to both after a third of the
+frames, and CORE_CONFIG applied again after two thirds: policy drift, with
+the latch re-check in both engines).
 """
 
 import os
@@ -34,7 +37,8 @@ from traffic_gen import TICK_NS, traffic
 
 STATES = {"ESTABLISHED": LatchState.ESTABLISHED.value, "BROKEN": LatchState.BROKEN.value,
           "TIME_WAIT": LatchState.TIME_WAIT.value, "free": LatchState.FREE.value}
-CAUSES = {"clone": Cause.CLONE, "fin": Cause.FIN, "rst": Cause.RST, "syn": Cause.SYN}
+CAUSES = {"clone": Cause.CLONE, "fin": Cause.FIN, "rst": Cause.RST, "syn": Cause.SYN,
+          "config_applied": Cause.RECHECK}
 
 
 def _pauses(rng, p):
@@ -113,14 +117,25 @@ async def core_matches_model(dut):
     tb = TB(dut, seed, stall)
     await tb.reset()
     assert await tb.rd(regs.ID) == regs.MAGIC
-    writes = program(cfg, model.pad.index, TICK_NS, params.spd_rules, params.templates)
-    for addr, value in writes:
-        await tb.wr(addr, value)
-    commits = sum(1 for a, _ in writes if a == regs.TBL_COMMIT)
-    assert await tb.rd(regs.TBL_COMMITS) == commits
-    await tb.wr(regs.IRQ_ENABLE, 1)
+    sa_index = {}
+    commits = 0
 
-    sa_index = {s.name: i for i, s in enumerate(cfg.sas)}
+    async def load(new, old):
+        nonlocal commits
+        writes = program(new, model.pad.index, TICK_NS, params.spd_rules, params.templates,
+                         old=old, sa_slots=sa_index, sa_capacity=params.sas)
+        for addr, value in writes:
+            await tb.wr(addr, value)
+        commits += sum(1 for a, _ in writes if a == regs.TBL_COMMIT)
+        assert await tb.rd(regs.TBL_COMMITS) == commits
+
+    await load(cfg, None)
+    await tb.wr(regs.IRQ_ENABLE, 1)
+    drift = os.environ.get("CORE_DRIFT")
+    plan = {}
+    if drift:
+        cfg2 = load_config(drift)
+        plan = {count // 3: (cfg2, cfg), 2 * count // 3: (cfg, cfg2)}
     errors = []
     expect_drops = Counter()
     expect_events = []
@@ -129,6 +144,11 @@ async def core_matches_model(dut):
     crypto = 0
     frames = traffic(seed, count)
     for n, (direction, frame, now_ns) in enumerate(frames):
+        if n in plan:
+            new, old = plan[n]
+            model.apply(new)
+            await load(new, old)
+            compared["applied"] += 1
         mv = model.process(frame, direction, now_ns)
         hv = await tb.frame(direction == "in", frame, now_ns // TICK_NS)
         if hv["action"] == 2:
@@ -155,6 +175,7 @@ async def core_matches_model(dut):
         for e in model.drain_events():
             if e.cause == "timer":
                 continue
+            compared["ev_" + e.cause] += 1
             cause = CAUSES[e.cause] if e.cause in CAUSES else Cause.REASON + REASON_CODES[e.cause]
             expect_events.append({"time": e.time_ns // TICK_NS, "slot": e.slot, "peer": e.peer,
                                   "old": STATES[e.old], "new": STATES[e.new], "cause": int(cause)})
@@ -173,7 +194,10 @@ async def core_matches_model(dut):
         got = await tb.rd(regs.DROP_MALFORMED + 4 * code)
         assert got == expect_drops[reason], (reason, got, expect_drops[reason])
     assert await tb.rd(regs.FORWARDED) == compared["forward"]
-    dut._log.info("%d frames compared (%d to crypto), %d events: %s", sum(compared.values()),
+    if drift:
+        assert compared["ev_config_applied"] > 0 and compared["latch_broken"] > 0, dict(compared)
+    dut._log.info("%d frames compared (%d to crypto), %d events: %s",
+                  sum(v for k, v in compared.items() if not k.startswith("ev_") and k != "applied"),
                   crypto, len(hw_events), dict(compared))
     for need in ("latch_table_full", "latch_peer", "seq_exhausted", "spd_clear", "latch_clear",
                  "no_policy", "spd_discard", "malformed", "fragment"):

@@ -9,6 +9,7 @@ from policy_harness import run
 from policy_tops import core_top
 
 CONFIG = Path(__file__).parent / "core_config.toml"
+DRIFT = Path(__file__).parent / "core_config_drift.toml"
 
 
 def _run(run_name, **env):
@@ -24,7 +25,13 @@ def test_core_random_mix_stalls():
     _run("mix_stall", CORE_SEED=4, CORE_COUNT=1500, CORE_STALL=1)
 
 
+def test_core_policy_drift():
+    """Reprogrammed mid-run (alice's rule now selects bob's SA, carol's SA
+    deleted), then back: latches go BROKEN and recover in both engines."""
+    _run("drift", CORE_SEED=4, CORE_COUNT=900, CORE_STALL=0, CORE_DRIFT=DRIFT)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [10, 11, 12])
 def test_core_long(seed):
-    _run(f"long{seed}", CORE_SEED=seed, CORE_COUNT=8000, CORE_STALL=seed % 2)
+    _run(f"long{seed}", CORE_SEED=seed, CORE_COUNT=8000, CORE_STALL=seed % 2, CORE_DRIFT=DRIFT)
