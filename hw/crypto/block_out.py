@@ -46,8 +46,20 @@ class BeatPacker(wiring.Component):
         eop = Signal()                 # packet end seen, pushes wait
         started = Signal()             # current packet has bytes
 
+        # input register: cuts the path aligner -> keystream xor -> shifter
+        sv = Signal()
+        s_data = Signal(128)
+        s_n = Signal(range(17))
+        s_eop = Signal()
         ahead = (wbeat - rbeat)[:pbits]
-        m.d.comb += self.push_ready.eq(~eop & (ahead <= n - self.m))
+        inner_ready = ~eop & (ahead <= n - self.m)
+        push = sv & inner_ready
+        m.d.comb += self.push_ready.eq(~sv | push)
+        with m.If(self.push_valid & self.push_ready):
+            m.d.sync += [sv.eq(1), s_data.eq(self.push_data), s_n.eq(self.push_n),
+                         s_eop.eq(self.push_eop)]
+        with m.Elif(push):
+            m.d.sync += sv.eq(0)
 
         # a beat may leave when bytes exist beyond it, or the packet has ended
         beyond = (ahead > 1) | ((ahead == 1) & (woff != 0))
@@ -61,8 +73,7 @@ class BeatPacker(wiring.Component):
         ]
         popped = self.o_valid & self.o_ready
 
-        push = self.push_valid & self.push_ready
-        shifted = (self.push_data << (woff * 8))[:8 * wb * self.m]
+        shifted = (s_data << (woff * 8))[:8 * wb * self.m]
         for k in range(n):
             j = (k - wbeat)[:pbits - 1]           # which word of the block lands here
             part = Array(shifted[8 * wb * i:8 * wb * (i + 1)] for i in range(self.m))
@@ -71,11 +82,11 @@ class BeatPacker(wiring.Component):
             m.d.sync += ring[k].eq(cur | Mux(hit, part[j], 0))
 
         with m.If(push):
-            pos = Cat(woff, wbeat) + self.push_n
+            pos = Cat(woff, wbeat) + s_n
             m.d.sync += [woff.eq(pos[:obits]), wbeat.eq(pos[obits:obits + pbits])]
-            with m.If(self.push_n != 0):
+            with m.If(s_n != 0):
                 m.d.sync += started.eq(1)
-            with m.If(self.push_eop):
+            with m.If(s_eop):
                 m.d.sync += eop.eq(1)
         with m.If(popped):
             with m.If(self.o_last):

@@ -3,8 +3,8 @@
 The product A*H is built by Horner's rule over `digit`-bit digits of A, top
 digit first: Z <- Z*x^d + A_j*H (mod P). Each step is a d x 128 carry-less
 product plus two small reductions, so the logic grows with `digit` and a block
-takes 128/digit cycles. digit=32 is the compact choice (4 cycles per block,
-faster than the compact AES ring delivers keystream); digit=128 is a fully
+takes 1 + 128/digit cycles. digit=32 is the compact choice (5 cycles per block,
+the rate of the compact AES ring for AES-128); digit=128 is a fully
 parallel multiplier (1 block per cycle) for the wide configuration.
 
 Blocks come in as byte-lane blocks (hw/stream.py order); `start` clears Y and
@@ -47,18 +47,25 @@ class GHASH(wiring.Component):
 
         m.d.comb += [self.busy.eq(cnt != 0), self.y.eq(reflect_bytes(z)),
                      self.i.ready.eq((cnt == 0) & ~self.start)]
-        # one multiplier, shared by the first digit (taken straight from the
-        # incoming block) and the following ones
         accept = self.i.valid & self.i.ready
         av = z ^ reflect_bytes(self.i.payload)
-        cur = Signal(128)
-        m.d.comb += cur.eq(Mux(accept, av, a))
-        nxt = step(Mux(accept, 0, z), cur[128 - d:128])
-        rest = Cat(Const(0, d), cur[0:128 - d]) if d < 128 else 0
+        first = Signal()
+        if d == 128:
+            # single cycle: multiply straight from the incoming block
+            nxt = step(Const(0, 128), av)
+        else:
+            # the block is registered first, so the multiplier sits between
+            # flip-flops (aligner and keystream logic stay out of its path);
+            # a block takes 1 + 128/d cycles
+            nxt = step(Mux(first, 0, z), a[128 - d:128])
         with m.If(self.start):
             m.d.sync += [hpoly.eq(reflect_bytes(self.h)), z.eq(0), cnt.eq(0)]
         with m.Elif(accept):
-            m.d.sync += [z.eq(nxt), a.eq(rest), cnt.eq(steps - 1)]
+            if d == 128:
+                m.d.sync += z.eq(nxt)
+            else:
+                m.d.sync += [a.eq(av), cnt.eq(steps), first.eq(1)]
         with m.Elif(cnt != 0):
-            m.d.sync += [z.eq(nxt), a.eq(rest), cnt.eq(cnt - 1)]
+            m.d.sync += [z.eq(nxt), a.eq(Cat(Const(0, d), a[0:128 - d]) if d < 128 else 0),
+                         cnt.eq(cnt - 1), first.eq(0)]
         return m

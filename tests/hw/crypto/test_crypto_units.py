@@ -102,7 +102,7 @@ def test_key_expand(klen):
     run(dut, bench)
 
 
-@pytest.mark.parametrize("digit", [32, 64])
+@pytest.mark.parametrize("digit", [32, 64, 128])
 def test_ghash_multiplier(digit):
     dut = GHASH(digit=digit)
     rng = random.Random(digit)
