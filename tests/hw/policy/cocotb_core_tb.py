@@ -202,3 +202,107 @@ async def core_matches_model(dut):
     for need in ("latch_table_full", "latch_peer", "seq_exhausted", "spd_clear", "latch_clear",
                  "no_policy", "spd_discard", "malformed", "fragment"):
         assert compared[need] > 0, f"the traffic mix never produced {need}: {dict(compared)}"
+
+
+@cocotb.test()
+async def latching_scenarios(dut):
+    """The latching scenarios at this level, every step asserted explicitly
+    (reason, latch) and compared with the model."""
+    from latchnic.config import parse_config
+    from latchnic.sim.selectors import Flow
+
+    from traffic_gen import frame as make_frame
+
+    path = os.environ["CORE_CONFIG"]
+    base_text = open(path).read()
+    cfg = load_config(path)
+    drift = load_config(os.environ["CORE_DRIFT"])
+    bypass = parse_config(base_text.replace('remote_port = 443\naction = "protect"\nsa = "alice-out"',
+                                            'remote_port = 443\naction = "bypass"', 1), "bypass")
+    params = core_params()
+    model = ModelDevice.from_config(cfg)
+    tb = TB(dut, 5, False)
+    await tb.reset()
+    slots = {}
+    state = {"cfg": None, "commits": 0}
+
+    async def load(new):
+        writes = program(new, model.pad.index, TICK_NS, params.spd_rules, params.templates,
+                         old=state["cfg"], sa_slots=slots, sa_capacity=params.sas)
+        if state["cfg"] is not None:
+            model.apply(new)
+        for addr, value in writes:
+            await tb.wr(addr, value)
+        state["cfg"] = new
+
+    await load(cfg)
+    await tb.wr(regs.IRQ_ENABLE, 1)
+    assert int(dut.irq.value) == 0
+    rng = random.Random(5)
+
+    async def step(direction, fl, flags, t, action, reason=None, latched=None):
+        f = make_frame(rng, direction, fl, flags)
+        mv = model.process(f, direction, t * TICK_NS)
+        hv = await tb.frame(direction == "in", f, t)
+        got_m = (mv.action, mv.reason)
+        got_h = ("forward" if hv["action"] == 0 else "drop",
+                 list(REASONS)[hv["reason"]] if hv["action"] == 1 else None)
+        assert got_m == (action, reason), f"model at t={t}: {got_m}, expected {(action, reason)}"
+        assert got_h == got_m, f"gateware at t={t}: {got_h}, model {got_m}"
+        assert (mv.latch is not None) == bool(hv["latch_valid"])
+        if mv.latch is not None:
+            assert hv["latch"] == mv.latch
+        if latched is not None:
+            assert (mv.latch is not None) == latched, f"t={t}: latch {mv.latch}"
+        return mv
+
+    A = (False, "203.0.113.5", "tcp", 40000, 443)
+    first = await step("out", A, "S", 1, "forward", latched=True)          # clone
+    await step("out", A, "A", 2, "forward", latched=True)
+    await step("in", A, "A", 3, "drop", "latch_clear")                     # clear-text injection
+    await load(drift)                                                      # alice's rule -> bob's SA
+    await step("out", A, "A", 4, "drop", "latch_broken")                   # never to another peer
+    await load(cfg)                                                        # compatible SA again
+    await step("out", A, "A", 5, "forward", latched=True)
+    await load(bypass)                                                     # policy flips to BYPASS
+    await step("out", A, "A", 6, "drop", "latch_broken")                   # never in clear text
+    await load(cfg)
+    await step("out", A, "A", 7, "forward", latched=True)
+    await step("out", A, "R", 8, "forward", latched=True)                  # -> TIME_WAIT
+    await step("out", A, "A", 9, "forward", latched=True)                  # still enforcing
+    await step("out", A, "A", 60, "forward", latched=False)                # freed at 8 + 50
+    again = await step("out", A, "S", 61, "forward", latched=True)         # re-clone
+    assert again.latch == first.latch
+    U = (False, "203.0.113.5", "udp", 40001, 55)
+    await step("out", U, None, 62, "forward", latched=True)                # UDP clone
+    await step("out", U, None, 80, "forward", latched=True)                # refreshed: 80 + 30
+    await step("out", U, None, 105, "forward", latched=True)               # still live
+    await step("out", U, None, 140, "forward", latched=True)               # expired at 135: new clone
+    B = (False, "203.0.113.20", "tcp", 40002, 80)
+    await step("out", B, "S", 141, "drop", "latch_peer")                   # template expects alice
+    # fill one set (2 ways): flows to alice that hash to the set of flow A
+    from latchnic.sim.latch import LatchTable as ModelTable
+    table = ModelTable(params.latch_capacity, params.latch_ways)
+    a4 = int.from_bytes(bytes([192, 0, 2, 1]), "big")
+    r4 = int.from_bytes(bytes([203, 0, 113, 5]), "big")
+    target = table.set_of(Flow(4, a4, r4, 6, 40000, 443))
+    ports = [p for p in range(41000, 45000)
+             if table.set_of(Flow(4, a4, r4, 6, p, 443)) == target][:params.latch_ways]
+    live = sum(1 for l in model.list_latches() if table.set_of(l.flow) == target)
+    assert live >= 1                                                       # A's latch
+    for i, p in enumerate(ports):
+        if live + i < params.latch_ways:
+            await step("out", (False, "203.0.113.5", "tcp", p, 443), "S", 142 + i, "forward",
+                       latched=True)
+        else:
+            await step("out", (False, "203.0.113.5", "tcp", p, 443), "S", 142 + i, "drop",
+                       "latch_table_full")                                 # fails closed
+            break
+    else:
+        raise AssertionError("the set never filled")
+    events = [e for e in model.drain_events() if e.cause != "timer"]
+    hw = await tb.drain_events()
+    assert len(hw) == len(events), (len(hw), len(events))
+    causes = [e.cause for e in events]
+    for need in ("clone", "rst", "config_applied"):
+        assert need in causes, causes

@@ -19,7 +19,8 @@ POLICY_SOURCES = [PKG / "hw" / "policy", PKG / "hw" / "stream.py", PKG / "hw" / 
 
 
 def run(make_design, *, name: str, test_module: str, env: dict | None = None,
-        run_name: str = "run", key: str = "", sources=None) -> tuple[int, int]:
+        run_name: str = "run", key: str = "", sources=None,
+        testcase: str | None = None) -> tuple[int, int]:
     from cocotb_tools.runner import get_runner
 
     bdir = cocotb_harness.build(make_design, name=name, key=key,
@@ -31,7 +32,7 @@ def run(make_design, *, name: str, test_module: str, env: dict | None = None,
     tdir.mkdir(exist_ok=True)
     results = get_runner("verilator").test(
         test_module=test_module, hdl_toplevel="top", build_dir=bdir, hdl_toplevel_lang="verilog",
-        test_dir=tdir, extra_env=full_env, timescale=("1ns", "1ps"),
+        test_dir=tdir, extra_env=full_env, testcase=testcase, timescale=("1ns", "1ps"),
         results_xml=str(tdir / "results.xml"))
     tests, failed = cocotb_harness._results(Path(results))
     if tests == 0 or failed:

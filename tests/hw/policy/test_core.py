@@ -12,9 +12,18 @@ CONFIG = Path(__file__).parent / "core_config.toml"
 DRIFT = Path(__file__).parent / "core_config_drift.toml"
 
 
-def _run(run_name, **env):
+def _run(run_name, testcase="core_matches_model", **env):
     env["CORE_CONFIG"] = CONFIG
-    run(core_top, name="policy_core", test_module="cocotb_core_tb", env=env, run_name=run_name)
+    run(core_top, name="policy_core", test_module="cocotb_core_tb", env=env, run_name=run_name,
+        testcase=testcase)
+
+
+def test_core_latching_scenarios():
+    """The latching scenarios step by step, each verdict asserted explicitly
+    and compared with the model: clone, enforcement, policy drift to another
+    peer and to BYPASS (BROKEN, never clear text), recovery, clear-text
+    injection, RST/TIME_WAIT/expiry and re-clone, UDP idle expiry, table full."""
+    _run("scenarios", testcase="latching_scenarios", CORE_DRIFT=DRIFT)
 
 
 def test_core_random_mix():
