@@ -311,3 +311,17 @@ def test_listener_template_latches_inbound_connection(tmp_path, capsys):
     assert reasons(out) == ["latch_peer"]
     assert out.events[0]["flow"] == f"tcp {HOST}:22 <-> {ALICE}:50000"
     assert len(out.host_out) == 2 and len(out.wire_out) == 1
+
+
+def test_readme_main_job_demo_runs_from_the_console_script(tmp_path):
+    """`latchnic demo`, exactly as the README gives it, through the installed entry point."""
+    import json
+    import shutil
+    import subprocess
+    exe = shutil.which("latchnic")
+    assert exe, "the latchnic console script is not installed"
+    proc = subprocess.run([exe, "demo", "--out", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "0 in clear text" in proc.stdout and "injected by bob" not in proc.stdout.split("host-out")[1]
+    drops = [json.loads(l) for l in (tmp_path / "drops.jsonl").read_text().splitlines()]
+    assert [d["reason"] for d in drops] == ["latch_peer", "latch_broken", "latch_broken", "latch_broken"]
