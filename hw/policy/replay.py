@@ -1,0 +1,177 @@
+"""Inbound anti-replay windows (RFC 4303 3.4.3, appendix A; ESN RFC 4304),
+one per SA, bitmaps in block RAM. Same decisions as sim/replay.py.
+
+Each SA has a ring of R = 2 x max_window bits, 32-bit words; sequence number
+s lives at ring bit s mod R (RFC 6479's block scheme). Moving the top from T
+to S clears the words of the blocks after T's block up to S's block (at most
+R/32 words, one per cycle); because R >= window + 32, a cleared word never
+holds a bit of the window. A check reads one word.
+
+Operations (`cmd` -> `resp`):
+* INIT(sa, top, esn, size): the SA's state after a SAD write: every word
+  cleared, `top` marked received when not 0 (as the model starts).
+* CHECK(sa, seq_low): before the ICV. With ESN the high half is inferred as in
+  RFC 4303 A2.2; `ok` = the number may be accepted; `seq` = the full number.
+* UPDATE(sa, seq): after the ICV verified: move the window, mark `seq`.
+"""
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.lib import data, enum, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+MASK32 = 0xFFFFFFFF
+
+
+class ReplayOp(enum.Enum, shape=2):
+    INIT = 0
+    CHECK = 1
+    UPDATE = 2
+
+
+state_layout = data.StructLayout({"top": 64, "esn": 1, "size": 13})
+
+
+def cmd_layout(sa_bits):
+    return data.StructLayout({"op": ReplayOp, "sa": sa_bits, "seq": 64, "esn": 1, "size": 13})
+
+
+resp_layout = data.StructLayout({"ok": 1, "seq": 64})
+
+
+class ReplayWindows(wiring.Component):
+    def __init__(self, sas: int = 64, max_window: int = 1024):
+        assert sas & (sas - 1) == 0 and max_window & (max_window - 1) == 0 and max_window >= 64
+        self.sas, self.max_window = sas, max_window
+        self.sa_bits = max((sas - 1).bit_length(), 1)
+        self.ring_words = 2 * max_window // 32
+        self.word_bits = (self.ring_words - 1).bit_length()
+        super().__init__({"cmd": In(stream.Signature(cmd_layout(self.sa_bits))),
+                          "resp": Out(stream.Signature(resp_layout))})
+
+    def elaborate(self, platform):
+        m = Module()
+        wb = self.word_bits
+        m.submodules.state = smem = Memory(shape=state_layout, depth=self.sas, init=[])
+        m.submodules.bits = bmem = Memory(shape=32, depth=self.sas * self.ring_words, init=[])
+        s_rp, s_wp = smem.read_port(), smem.write_port()
+        b_rp, b_wp = bmem.read_port(), bmem.write_port()
+
+        cmd = Signal(cmd_layout(self.sa_bits))
+        st = Signal(state_layout)
+        resp = Signal(resp_layout)
+        m.d.comb += [self.resp.payload.eq(resp), s_rp.addr.eq(cmd.sa)]
+
+        def word_addr(seq):
+            return Cat(seq[5:5 + wb], cmd.sa)
+
+        # ESN inference (RFC 4303 A2.2, as sim/replay.ReplayWindow.infer)
+        seq_low = cmd.seq[:32]
+        tl = st.top[:32]
+        th = st.top[32:64]
+        lo_edge = Signal(33)
+        m.d.comb += lo_edge.eq(tl - st.size + 1)            # may go negative (bit 32)
+        seq_high = Signal(34)    # signed-ish: -1 .. 2^32
+        valid_high = Signal()
+        with m.If(tl >= st.size - 1):
+            m.d.comb += seq_high.eq(Mux(seq_low >= lo_edge[:32], th, th + 1))
+            m.d.comb += valid_high.eq(~((seq_low < lo_edge[:32]) & (th == MASK32)))
+        with m.Else():
+            with m.If(seq_low >= lo_edge[:32]):
+                m.d.comb += [seq_high.eq(th - 1), valid_high.eq(th != 0)]
+            with m.Else():
+                m.d.comb += [seq_high.eq(th), valid_high.eq(1)]
+        full = Signal(64)
+        m.d.comb += full.eq(Mux(st.esn, Cat(seq_low, seq_high[:32]), Cat(seq_low, Const(0, 32))))
+        seq_ok = Signal()
+        m.d.comb += seq_ok.eq(~st.esn | valid_high)
+
+        behind = Signal(64)
+        m.d.comb += behind.eq(st.top - full)
+        word_ctr = Signal(wb + 1)
+        clr_from = Signal(64)       # block index being cleared
+        clr_left = Signal(wb + 2)
+        new_seq = Signal(64)
+
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += self.cmd.ready.eq(1)
+                with m.If(self.cmd.valid):
+                    m.d.sync += cmd.eq(self.cmd.payload)
+                    with m.If(self.cmd.payload.op == ReplayOp.INIT):
+                        m.d.sync += word_ctr.eq(0)
+                        m.next = "INIT"
+                    with m.Else():
+                        m.next = "LOAD"
+            with m.State("INIT"):
+                m.d.comb += [b_wp.addr.eq(Cat(word_ctr[:wb], cmd.sa)), b_wp.data.eq(0), b_wp.en.eq(1)]
+                m.d.sync += word_ctr.eq(word_ctr + 1)
+                with m.If(word_ctr == self.ring_words - 1):
+                    m.d.comb += [s_wp.addr.eq(cmd.sa), s_wp.en.eq(1), s_wp.data.top.eq(cmd.seq),
+                                 s_wp.data.esn.eq(cmd.esn), s_wp.data.size.eq(cmd.size)]
+                    m.d.sync += [st.top.eq(cmd.seq), st.esn.eq(cmd.esn), st.size.eq(cmd.size),
+                                 new_seq.eq(cmd.seq)]
+                    with m.If(cmd.seq != 0):
+                        m.next = "MARK_READ"
+                    with m.Else():
+                        m.d.sync += resp.eq(0)
+                        m.next = "RESP"
+            with m.State("LOAD"):
+                m.next = "LOADED"          # state memory read: data next cycle
+            with m.State("LOADED"):
+                m.d.sync += st.eq(s_rp.data)
+                with m.If(cmd.op == ReplayOp.CHECK):
+                    m.next = "CHECK"
+                with m.Else():
+                    m.next = "UPDATE"
+            with m.State("CHECK"):
+                m.d.sync += [resp.seq.eq(full), resp.ok.eq(0)]
+                with m.If(~seq_ok | (full == 0)):
+                    m.next = "RESP"
+                with m.Elif(full > st.top):
+                    m.d.sync += resp.ok.eq(1)
+                    m.next = "RESP"
+                with m.Elif(behind >= st.size):
+                    m.next = "RESP"
+                with m.Else():
+                    m.d.comb += b_rp.addr.eq(word_addr(full))
+                    m.next = "CHECK_BIT"
+            with m.State("CHECK_BIT"):
+                m.d.sync += resp.ok.eq(~b_rp.data.bit_select(resp.seq[:5], 1))
+                m.next = "RESP"
+            with m.State("UPDATE"):
+                seq = cmd.seq
+                m.d.sync += new_seq.eq(seq)
+                with m.If(seq > st.top):
+                    blocks = Signal(64)
+                    m.d.comb += blocks.eq(seq[5:] - st.top[5:])
+                    m.d.sync += [clr_from.eq(st.top[5:] + 1),
+                                 clr_left.eq(Mux(blocks >= self.ring_words, self.ring_words, blocks)),
+                                 st.top.eq(seq)]
+                    m.d.comb += [s_wp.addr.eq(cmd.sa), s_wp.en.eq(1), s_wp.data.eq(st),
+                                 s_wp.data.top.eq(seq)]
+                    m.next = "CLEAR"
+                with m.Else():
+                    m.next = "MARK_READ"
+            with m.State("CLEAR"):
+                with m.If(clr_left == 0):
+                    m.next = "MARK_READ"
+                with m.Else():
+                    m.d.comb += [b_wp.addr.eq(Cat(clr_from[:wb], cmd.sa)), b_wp.data.eq(0),
+                                 b_wp.en.eq(1)]
+                    m.d.sync += [clr_from.eq(clr_from + 1), clr_left.eq(clr_left - 1)]
+            with m.State("MARK_READ"):
+                m.d.comb += b_rp.addr.eq(word_addr(new_seq))
+                m.next = "MARK_WRITE"
+            with m.State("MARK_WRITE"):
+                bit = Signal(32)
+                m.d.comb += bit.eq(Const(1, 32) << new_seq[:5])
+                m.d.comb += [b_wp.addr.eq(word_addr(new_seq)), b_wp.data.eq(b_rp.data | bit),
+                             b_wp.en.eq(1)]
+                m.d.sync += [resp.ok.eq(1), resp.seq.eq(new_seq)]
+                m.next = "RESP"
+            with m.State("RESP"):
+                m.d.comb += self.resp.valid.eq(1)
+                with m.If(self.resp.ready):
+                    m.next = "IDLE"
+        return m
