@@ -30,7 +30,7 @@ class BlockAligner(wiring.Component):
             "pop_n": In(range(17)),
             "pop_data": Out(128),
             "avail": Out(1),        # pop_n bytes are there
-            "align": In(1),
+            "align": In(1),         # packet end (never together with pop)
         })
 
     def elaborate(self, platform):
@@ -44,16 +44,24 @@ class BlockAligner(wiring.Component):
         roff = Signal(obits)                     # byte within that beat
         occ = (wbeat - rbeat)[:pbits]
         m.d.comb += self.push_ready.eq(occ < n)
-        with m.If(self.push_valid & self.push_ready):
+        push = self.push_valid & self.push_ready
+        with m.If(push):
             m.d.sync += [ring[wbeat[:pbits - 1]].eq(self.push_data), wbeat.eq(wbeat + 1)]
+        # bytes readable from the read position, kept as a register so that
+        # `avail` is a single compare (it gates the sequencer's every move)
+        have = Signal(range(n * wb + 1))
+        skip = Mux(roff != 0, wb - roff, 0)
+        dec = Mux(self.align, skip, Mux(self.pop, self.pop_n, 0))
+        m.d.sync += have.eq(have + Mux(push, wb, 0) - dec)
 
         words = Cat(*[ring[(rbeat + j)[:pbits - 1]] for j in range(self.r)])
         m.d.comb += self.pop_data.eq((words >> (roff * 8))[:128])
-        m.d.comb += self.avail.eq(occ * wb >= roff + self.pop_n)
+        m.d.comb += self.avail.eq(have >= self.pop_n)
 
-        pos = Cat(roff, rbeat) + Mux(self.pop, self.pop_n, 0)
-        with m.If(self.align & (roff != 0)):
-            m.d.sync += [roff.eq(0), rbeat.eq(rbeat + 1)]
-        with m.Else():
+        pos = Cat(roff, rbeat) + self.pop_n
+        with m.If(self.align):
+            with m.If(roff != 0):
+                m.d.sync += [roff.eq(0), rbeat.eq(rbeat + 1)]
+        with m.Elif(self.pop):
             m.d.sync += [roff.eq(pos[:obits]), rbeat.eq(pos[obits:obits + pbits])]
         return m

@@ -189,6 +189,11 @@ class GCMEngine(wiring.Component):
         m.d.comb += c.as_value().eq(seqq.r_data)
         aad_rem = Signal(17)
         pay_rem = Signal(16)
+        # min(16, remaining) kept in registers: the block size feeds the
+        # aligner's compare and pointer adders, so it must not be a subtract
+        # and compare itself
+        aad_k = Signal(5)
+        pay_k = Signal(5)
         aad_bits = Signal(64)
         pay_bits = Signal(64)
         ekj0 = Signal(128)
@@ -215,8 +220,11 @@ class GCMEngine(wiring.Component):
                 m.d.comb += hr.en.eq(1)
                 with m.If(seqq.r_rdy):
                     total = c.aad_len + c.payload_len
-                    m.d.sync += [aad_rem.eq(Mux(c.gmac, total, c.aad_len)),
-                                 pay_rem.eq(Mux(c.gmac, 0, c.payload_len)),
+                    a_len = Mux(c.gmac, total, c.aad_len)
+                    p_len = Mux(c.gmac, 0, c.payload_len)
+                    m.d.sync += [aad_rem.eq(a_len), pay_rem.eq(p_len),
+                                 aad_k.eq(Mux(a_len > 16, 16, a_len)),
+                                 pay_k.eq(Mux(p_len > 16, 16, p_len)),
                                  aad_bits.eq(Mux(c.gmac, total, c.aad_len) << 3),
                                  pay_bits.eq(Mux(c.gmac, 0, c.payload_len) << 3)]
                     m.next = "START"
@@ -230,19 +238,20 @@ class GCMEngine(wiring.Component):
                     m.d.sync += ekj0.eq(ksq.r_data)
                     m.next = "AAD"
             with m.State("AAD"):
-                m.d.comb += kblk.eq(Mux(aad_rem > 16, 16, aad_rem))
-                with m.If(aad_rem == 0):
+                m.d.comb += kblk.eq(aad_k)
+                with m.If(aad_k == 0):
                     m.next = "PAY"
                 with m.Elif(have_in & outgb.push_ready & gh.i.ready):
                     m.d.comb += [ingb.pop.eq(1),
                                  outgb.push_valid.eq(1), outgb.push_data.eq(in_blk),
                                  outgb.push_n.eq(kblk),
                                  gh.i.valid.eq(1), gh.i.payload.eq(in_blk)]
-                    m.d.sync += aad_rem.eq(aad_rem - kblk)
+                    left = aad_rem - aad_k
+                    m.d.sync += [aad_rem.eq(left), aad_k.eq(Mux(left > 16, 16, left))]
             with m.State("PAY"):
-                m.d.comb += kblk.eq(Mux(pay_rem > 16, 16, pay_rem))
+                m.d.comb += kblk.eq(pay_k)
                 out_blk = (in_blk ^ ksq.r_data) & blk_mask
-                with m.If(pay_rem == 0):
+                with m.If(pay_k == 0):
                     m.next = "LEN"
                 with m.Elif(have_in & outgb.push_ready & gh.i.ready & ksq.r_rdy):
                     m.d.comb += [ingb.pop.eq(1), ks_pop.eq(1),
@@ -250,7 +259,8 @@ class GCMEngine(wiring.Component):
                                  outgb.push_n.eq(kblk),
                                  gh.i.valid.eq(1),
                                  gh.i.payload.eq(Mux(c.decrypt, in_blk, out_blk))]
-                    m.d.sync += pay_rem.eq(pay_rem - kblk)
+                    left = pay_rem - pay_k
+                    m.d.sync += [pay_rem.eq(left), pay_k.eq(Mux(left > 16, 16, left))]
             with m.State("LEN"):
                 m.d.comb += [gh.i.valid.eq(1),
                              gh.i.payload.eq(Cat(be_bytes(aad_bits, 8), be_bytes(pay_bits, 8)))]
