@@ -13,9 +13,11 @@ It decides exactly as `latchnic.sim.device.ModelDevice` does for
   sequence exhaustion, transport-mode fragments, the 64 KiB size check,
   cloning from templates with expected peer, fail-closed on a full set,
   TCP FIN/RST/SYN and UDP idle timers), and
-* inbound clear-text frames (latch_broken / latch_clear, SPD in-rules).
-Inbound ESP/AH frames that are not fragments leave with action CRYPTO: the
-SAD lookup, replay window and ICV belong to the crypto path, not built here.
+* inbound clear-text frames (latch_broken / latch_clear, SPD in-rules),
+* inbound ESP/AH up to the ICV: fragment, header checks, SAD lookup (no_sa),
+  anti-replay check (replay); a frame that passes leaves with action CRYPTO,
+  its SA and full sequence number: the ICV, the window update after it and
+  the checks on the inner packet belong to the crypto path (not built here).
 
 Frames are decided one at a time (no overlap between frames yet). `meta`
 (direction, timer tick) is queued at each frame's first beat.
@@ -33,7 +35,9 @@ from latchnic.sim.drops import REASON_CODES
 
 from .latch_table import LatchState, LatchTable, Op, entry_layout
 from .parser import HeaderParser, Status
-from .program import sa_layout
+from .program import sa_layout, sad_stage_layout
+from .replay import ReplayOp, ReplayWindows
+from .sad import SadLookup
 from .selectors import flow_layout
 from .spd import Action, SpdEngine, rule_layout
 
@@ -106,6 +110,8 @@ class PolicyCore(wiring.Component):
         m.submodules.spd = spd = SpdEngine(p.spd_rules)
         m.submodules.tpl = tpl = SpdEngine(p.templates, directions=1)
         m.submodules.latch = latch = LatchTable(p.latch_capacity, p.latch_ways)
+        m.submodules.sad = sad = SadLookup(p.sas)
+        m.submodules.replay = replay = ReplayWindows(p.sas, p.replay_window_max)
         m.submodules.events = events = fifo.SyncFIFOBuffered(width=event_layout.size,
                                                             depth=p.event_depth)
         m.submodules.metaq = metaq = fifo.SyncFIFOBuffered(width=meta_layout.size, depth=4)
@@ -215,6 +221,7 @@ class PolicyCore(wiring.Component):
         rc_found = Signal()
         rc_healthy_out = Signal()
         rc_sa = Signal(range(p.sas + 1))
+        rp_init = Signal(replay.cmd.payload.shape())
 
         # default: no table requests
         wr_latch = Signal()
@@ -256,15 +263,38 @@ class PolicyCore(wiring.Component):
                         m.d.comb += [tpl.w_en.eq(1), tpl.w_index.eq(index),
                                      tpl.w_data.eq(Mux(clear, 0, stage[:rule_layout.size]))]
                     with m.Case(TABLES["sad"]):
+                        sv = data.View(sad_stage_layout(), stage[:sad_stage_layout().size])
                         m.d.comb += [sa_wp.en.eq(1), sa_wp.addr.eq(index),
-                                     sa_wp.data.eq(Mux(clear, 0, stage[:sa_layout.size]))]
+                                     sa_wp.data.eq(Mux(clear, 0, sv.sa.as_value())),
+                                     sad.w_en.eq(1), sad.w_index.eq(index),
+                                     sad.w_data.eq(Mux(clear, 0, sv.sel.as_value()))]
+                        with m.If(~clear & sv.sa.valid & ~sv.sa.out):
+                            m.d.sync += [rp_init.sa.eq(index), rp_init.seq.eq(sv.sa.seq),
+                                         rp_init.esn.eq(sv.sa.esn), rp_init.size.eq(sv.window),
+                                         rp_init.op.eq(ReplayOp.INIT)]
+                            m.next = "SAD_INIT"
                     with m.Case(TABLES["latch"]):
                         m.d.sync += slot.eq(index)
                         m.next = "RELEASE"
                 with m.If(op == 3):
                     m.d.sync += slot.eq(0)
                     m.next = "RC_READ"
-                with m.Elif(table != TABLES["latch"]):
+                with m.Elif((table != TABLES["latch"]) & (table != TABLES["sad"])):
+                    m.next = "IDLE"
+                with m.Elif(table == TABLES["sad"]):
+                    with m.If(clear | ~data.View(sad_stage_layout(),
+                                                 stage[:sad_stage_layout().size]).sa.valid
+                              | data.View(sad_stage_layout(), stage[:sad_stage_layout().size]).sa.out):
+                        m.next = "IDLE"
+
+            # a new inbound SA starts with a clear window (top = its `seq`)
+            with m.State("SAD_INIT"):
+                m.d.comb += [replay.cmd.valid.eq(1), replay.cmd.payload.eq(rp_init)]
+                with m.If(replay.cmd.ready):
+                    m.next = "SAD_INIT_WAIT"
+            with m.State("SAD_INIT_WAIT"):
+                m.d.comb += replay.resp.ready.eq(1)
+                with m.If(replay.resp.valid):
                     m.next = "IDLE"
 
             # ---- re-check sweep (ModelDevice._recheck_latches): every live
@@ -374,12 +404,50 @@ class PolicyCore(wiring.Component):
                     with m.If(res.is_fragment):
                         drop("fragment")
                     with m.Else():
-                        m.d.sync += v.action.eq(Verdict.CRYPTO)
-                        m.next = "FINISH"
+                        m.next = "IN_IPSEC"
                 with m.Elif(flow.ports_valid):
                     m.next = "LATCH"
                 with m.Else():
                     m.next = "SPD"
+
+            # ---- inbound ESP/AH up to the ICV: header, SAD lookup, replay check
+            with m.State("IN_IPSEC"):
+                ah_len = Mux(res.v6, 40, 36)
+                with m.If(~res.spi_valid):
+                    drop("malformed")             # truncated ESP/AH header
+                with m.Elif((res.proto == 51) & (((res.ah_len + 2) * 4 != ah_len)
+                                                 | (payload_len < ah_len))):
+                    drop("malformed")             # not the AH-GMAC layout
+                with m.Else():
+                    m.next = "SAD_REQ"
+            with m.State("SAD_REQ"):
+                m.d.comb += [sad.req.valid.eq(1), sad.req.payload.ah.eq(res.proto == 51),
+                             sad.req.payload.spi.eq(res.spi), sad.req.payload.v6.eq(res.v6),
+                             sad.req.payload.dst.eq(res.dst), sad.req.payload.src.eq(res.src)]
+                with m.If(sad.req.ready):
+                    m.next = "SAD_WAIT"
+            with m.State("SAD_WAIT"):
+                m.d.comb += sad.resp.ready.eq(1)
+                with m.If(sad.resp.valid):
+                    with m.If(~sad.resp.payload.hit):
+                        drop("no_sa")
+                    with m.Else():
+                        m.d.sync += [sa_idx.eq(sad.resp.payload.index), sa_valid.eq(1)]
+                        m.next = "RP_REQ"
+            with m.State("RP_REQ"):
+                m.d.comb += [replay.cmd.valid.eq(1), replay.cmd.payload.op.eq(ReplayOp.CHECK),
+                             replay.cmd.payload.sa.eq(sa_idx), replay.cmd.payload.seq.eq(res.seq)]
+                with m.If(replay.cmd.ready):
+                    m.next = "RP_WAIT"
+            with m.State("RP_WAIT"):
+                m.d.comb += replay.resp.ready.eq(1)
+                with m.If(replay.resp.valid):
+                    with m.If(~replay.resp.payload.ok):
+                        drop("replay")
+                    with m.Else():
+                        # on to the ICV; the window moves only after it verified
+                        m.d.sync += [v.action.eq(Verdict.CRYPTO), v.seq.eq(replay.resp.payload.seq)]
+                        m.next = "FINISH"
 
             with m.State("LATCH"):
                 m.d.comb += [latch.cmd.valid.eq(1), latch.cmd.payload.op.eq(Op.LOOKUP),

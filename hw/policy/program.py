@@ -32,8 +32,17 @@ sa_layout = data.StructLayout({
 ICV_CODE = {8: 0, 12: 1, 16: 2}
 
 
-def encode_sa(sa, peer_index: int) -> int:
-    return pack(sa_layout, {
+def sad_stage_layout():
+    """What a SAD commit stages: the SA's parameters, its inbound selectors
+    (hw/policy/sad.py) and its anti-replay window size."""
+    from .sad import entry_layout
+    return data.StructLayout({"sa": sa_layout, "sel": entry_layout, "window": 13})
+
+
+def encode_sa(sa, peer_index: int, window: int = 64) -> int:
+    from .sad import encode_sa_in
+    return pack(sad_stage_layout(), {"window": sa.replay_window or window}) | (
+        encode_sa_in(sa) << sad_stage_layout()["sel"].offset if sa.dir == "in" else 0) | pack(sa_layout, {
         "valid": 1, "out": int(sa.dir == "out"), "ah": int(sa.proto == "ah"),
         "tunnel": int(sa.mode == "tunnel"),
         "outer_v6": int(sa.src is not None and sa.src.version == 6),
@@ -91,7 +100,9 @@ def program(cfg, peer_index: dict[str, int], tick_ns: int, spd_capacity: int,
         if s.name not in sa_slots:
             used = set(sa_slots.values())
             sa_slots[s.name] = next(i for i in range(sa_capacity) if i not in used)
-        w += commit_writes("sad", sa_slots[s.name], encode_sa(s, peer_index[s.peer]), key=s.key + s.salt)
+        w += commit_writes("sad", sa_slots[s.name],
+                           encode_sa(s, peer_index[s.peer], cfg.device.replay_window),
+                           key=s.key + s.salt)
     for d, table in (("out", "spd_out"), ("in", "spd_in")):
         rules = [r for r in cfg.spd if r.dir == d]
         assert len(rules) < spd_capacity, "one entry stays free as the terminator"

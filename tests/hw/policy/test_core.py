@@ -31,7 +31,7 @@ def test_core_random_mix():
 
 
 def test_core_random_mix_stalls():
-    _run("mix_stall", CORE_SEED=4, CORE_COUNT=1500, CORE_STALL=1)
+    _run("mix_stall", CORE_SEED=7, CORE_COUNT=1500, CORE_STALL=1)
 
 
 def test_core_policy_drift():

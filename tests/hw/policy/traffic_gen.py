@@ -29,7 +29,7 @@ def _flows(rng, n):
     return out
 
 
-def frame(rng, direction, fl, flags=None, frag=False, esp=False):
+def frame(rng, direction, fl, flags=None, frag=False, esp=False, ah=False, spi=0x1001, seq=None):
     from scapy.layers.inet import ICMP, IP, TCP, UDP
     from scapy.layers.inet6 import IPv6
     from scapy.layers.ipsec import ESP
@@ -41,8 +41,14 @@ def frame(rng, direction, fl, flags=None, frag=False, esp=False):
     src, dst = (local, remote) if direction == "out" else (remote, local)
     sport, dport = (lport, rport) if direction == "out" else (rport, lport)
     payload = Raw(bytes(rng.getrandbits(8) for _ in range(rng.choice([0, 10, 100]))))
+    if seq is None:
+        seq = rng.randrange(1, 100)
     if esp:
-        l4 = ESP(spi=0x1001, seq=rng.randrange(1, 100)) / payload
+        l4 = ESP(spi=spi, seq=seq) / payload
+    elif ah:
+        from scapy.layers.ipsec import AH
+        l4 = AH(spi=spi, seq=seq, icv=bytes(20 if v6 else 16), nh=6,
+                payloadlen=rng.choice([7, 8, 7, 8, 3]) if not v6 else rng.choice([8, 8, 7])) / payload
     elif proto == "tcp":
         l4 = TCP(sport=sport, dport=dport, flags=flags or "A") / payload
     elif proto == "udp":
@@ -85,7 +91,18 @@ def traffic(seed: int, count: int) -> list[tuple[str, bytes, int]]:
         elif r < 0.85:
             d = rng.choice(["out", "in"])
             out.append((d, frame(rng, d, fl, frag=True, esp=d == "in" and rng.random() < 0.5), now))
-        elif r < 0.88:
+        elif r < 0.9:
+            # inbound ESP/AH: known and unknown SPIs, old, zero and fresh numbers
+            kind = rng.choice(["esp", "esp", "ah"])
+            spi = rng.choice([0x1001, 0x1001, 0x1002, 0x9999, 0x2001])
+            seq = rng.choice([0, 1, 500, 999, 1000, 1001, 5000, 0xFFFFFFFF])
+            if rng.random() < 0.6:
+                fl = (False, "203.0.113.5", fl[2], fl[3], fl[4])
+            f = frame(rng, "in", fl, esp=kind == "esp", ah=kind == "ah", spi=spi, seq=seq)
+            if rng.random() < 0.1:
+                f = f[:rng.randrange(30, len(f))]
+            out.append(("in", f, now))
+        elif r < 0.92:
             out.append((rng.choice(["out", "in"]),
                         bytes(Ether() / ARP(psrc=LOCAL4, pdst=fl[1] if not fl[0] else "1.2.3.4")), now))
         else:
