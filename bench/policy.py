@@ -181,7 +181,7 @@ def parser_cycles(frame: bytes, count: int = 12) -> float:
     return (steady[-1] - steady[0]) / (len(steady) - 1)
 
 
-def spd_cycles(rules: int = 64) -> dict:
+def spd_cycles(rules: int = 64, rows: int = 2) -> dict:
     import ipaddress
 
     from amaranth.sim import Simulator
@@ -190,7 +190,7 @@ def spd_cycles(rules: int = 64) -> dict:
     from latchnic.hw.policy.spd import SpdEngine, encode_rule, req_layout
     from latchnic.sim.selectors import Flow
 
-    dut = SpdEngine(rules)
+    dut = SpdEngine(rules, rows=rows)
     a = lambda s: int(ipaddress.ip_address(s))
     table = [SpdRule("out", "bypass", local=AddrSel(4, a("192.0.2.1"), a("192.0.2.1"), ""),
                      remote=AddrSel(4, a("198.51.100.0") + i, a("198.51.100.0") + i, ""))
@@ -204,6 +204,8 @@ def spd_cycles(rules: int = 64) -> dict:
             ctx.set(dut.w_en, 1)
             ctx.set(dut.w_index, i)
             ctx.set(dut.w_data.as_value(), encode_rule(r))
+            await ctx.tick()
+            ctx.set(dut.w_en, 0)
             await ctx.tick()
         ctx.set(dut.w_en, 0)
         ctx.set(dut.resp.ready, 1)
@@ -271,8 +273,9 @@ def main(argv=None) -> int:
         for name, frame in _frames().items():
             c = parser_cycles(frame)
             print(f"   parser, {name}: {c:.1f} cycles/frame = {125 / c:.2f} Mframes/s at 125 MHz")
-        for name, c in spd_cycles().items():
-            print(f"   SPD, {name}: {c} cycles/lookup")
+        for rows in (1, 2):
+            for name, c in spd_cycles(rows=rows).items():
+                print(f"   SPD ({rows} RAM row{'s' if rows > 1 else ''}/rule), {name}: {c} cycles/lookup")
         for name, c in latch_cycles().items():
             print(f"   latch table {name}: {c} cycles")
         print("   (1 GbE line rate with 64 B frames: 1.488 Mframes/s)")

@@ -78,6 +78,7 @@ class Params:
     replay_window_max: int = 1024
     replay_window_default: int = 64
     event_depth: int = 64
+    spd_rows: int = 2          # RAM rows per SPD rule (2: half the EBRs, 2 cycles per rule)
 
 
 @dataclass(frozen=True)

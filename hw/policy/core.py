@@ -107,7 +107,7 @@ class PolicyCore(wiring.Component):
             m.d.comb += (b.eq(a) if regs.signature.members[name].flow == In else a.eq(b))
 
         m.submodules.parser = parser = HeaderParser()
-        m.submodules.spd = spd = SpdEngine(p.spd_rules)
+        m.submodules.spd = spd = SpdEngine(p.spd_rules, rows=p.spd_rows)
         m.submodules.tpl = tpl = SpdEngine(p.templates, directions=1)
         m.submodules.latch = latch = LatchTable(p.latch_capacity, p.latch_ways)
         m.submodules.sad = sad = SadLookup(p.sas)

@@ -7,8 +7,8 @@ first invalid entry (the driver keeps each direction's rules contiguous and
 ends them with an invalid entry) or at the last entry. No match is `hit = 0`:
 the SPD's implicit final rule, DISCARD (`no_policy`).
 
-Cost: k + 3 cycles for a first match at index k; a miss costs
-(rules programmed) + 3. One decision per packet.
+Cost: k + 3 cycles for a first match at index k (rows = 1; 2k + 4 with
+rows = 2); a miss costs (rules programmed) + 3 (x 2). One decision per packet.
 """
 
 from amaranth.hdl import Cat, Const, Module, Signal
@@ -61,12 +61,20 @@ def encode_rule(rule, sa_index: int | None = None, peer_index: int | None = None
 
 class SpdEngine(wiring.Component):
     """`req`: (direction, flow) lookups; `resp`: the first matching rule.
-    `w_*`: the table write port (one whole rule per write, from TBL_COMMIT)."""
+    `w_*`: the table write port (one whole rule per write, from TBL_COMMIT).
 
-    def __init__(self, capacity: int = 64, directions: int = 2):
-        assert capacity & (capacity - 1) == 0 and directions in (1, 2)
+    `rows = 2` stores a rule as two half-width RAM rows (read on consecutive
+    cycles, 2 cycles per rule): a 622-bit rule does not fill a 512-deep ECP5
+    EBR, so half-width rows halve the EBR count. The second half of a write
+    goes in the cycle after `w_en`, so `w_en` may come at most every other
+    cycle (the core's commits are many cycles apart, and it writes only while
+    no lookup runs, so the datapath never sees half a rule)."""
+
+    def __init__(self, capacity: int = 64, directions: int = 2, rows: int = 1):
+        assert capacity & (capacity - 1) == 0 and directions in (1, 2) and rows in (1, 2)
         self.capacity = capacity
         self.directions = directions
+        self.rows = rows
         self.abits = (capacity - 1).bit_length()
         super().__init__({
             "req": In(stream.Signature(req_layout)),
@@ -77,45 +85,74 @@ class SpdEngine(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         ab = self.abits
-        m.submodules.mem = mem = Memory(shape=rule_layout, depth=self.directions * self.capacity,
+        rb = self.rows - 1                      # row-select bits
+        half = -(-rule_layout.size // self.rows)
+        m.submodules.mem = mem = Memory(shape=half, depth=self.directions * self.capacity * self.rows,
                                         init=[])
         wp = mem.write_port()
         rp = mem.read_port()
         # one direction (the template table): the direction bit is not an address bit
         dirbit = (lambda v: v) if self.directions == 2 else (lambda v: Const(0, 0))
-        m.d.comb += [wp.addr.eq(Cat(self.w_index[:ab], dirbit(self.w_inbound))),
-                     wp.data.eq(self.w_data), wp.en.eq(self.w_en)]
+        wbits = Signal(half * self.rows)
+        m.d.comb += wbits.eq(self.w_data.as_value())
+        if self.rows == 1:
+            m.d.comb += [wp.addr.eq(Cat(self.w_index[:ab], dirbit(self.w_inbound))),
+                         wp.data.eq(wbits), wp.en.eq(self.w_en)]
+        else:
+            hi = Signal(half)
+            hi_addr = Signal(len(wp.addr))
+            hi_pending = Signal()
+            m.d.sync += hi_pending.eq(0)
+            with m.If(self.w_en):
+                m.d.comb += [wp.addr.eq(Cat(Const(0, 1), self.w_index[:ab], dirbit(self.w_inbound))),
+                             wp.data.eq(wbits[:half]), wp.en.eq(1)]
+                m.d.sync += [hi.eq(wbits[half:]), hi_pending.eq(1),
+                             hi_addr.eq(Cat(Const(1, 1), self.w_index[:ab], dirbit(self.w_inbound)))]
+            with m.Elif(hi_pending):
+                m.d.comb += [wp.addr.eq(hi_addr), wp.data.eq(hi), wp.en.eq(1)]
 
         flow = Signal(flow_layout)
         inbound = Signal()
-        ridx = Signal(ab + 1)
-        didx = Signal(ab + 1)
-        rule = rp.data
+        ridx = Signal(ab + rb + 1)              # row addressed this cycle
+        didx = Signal(ab + rb + 1)              # row on rp.data
+        lo = Signal(half)
+        rule = Signal(rule_layout)
+        if self.rows == 1:
+            m.d.comb += rule.eq(rp.data)
+            whole = Const(1, 1)
+        else:
+            m.d.comb += rule.eq(Cat(lo, rp.data)[:rule_layout.size])
+            whole = didx[0]
+            with m.If(~didx[0]):
+                m.d.sync += lo.eq(rp.data)
+        index = didx[rb:]
         hit = selector_match(m, rule.sel, flow, name="spd_hit")
         resp = Signal(resp_layout)
         m.d.comb += self.resp.payload.eq(resp)
 
         with m.FSM():
             with m.State("IDLE"):
-                m.d.comb += [self.req.ready.eq(1), rp.addr.eq(Cat(Const(0, ab), dirbit(self.req.payload.inbound)))]
+                m.d.comb += [self.req.ready.eq(1),
+                             rp.addr.eq(Cat(Const(0, ab + rb), dirbit(self.req.payload.inbound)))]
                 with m.If(self.req.valid):
                     m.d.sync += [flow.eq(self.req.payload.flow), inbound.eq(self.req.payload.inbound),
                                  ridx.eq(1), didx.eq(0)]
                     m.next = "SCAN"
             with m.State("SCAN"):
-                m.d.comb += rp.addr.eq(Cat(ridx[:ab], dirbit(inbound)))
+                m.d.comb += rp.addr.eq(Cat(ridx[:ab + rb], dirbit(inbound)))
                 m.d.sync += [ridx.eq(ridx + 1), didx.eq(ridx)]
-                with m.If(~rule.valid):
-                    m.d.sync += resp.eq(0)
-                    m.next = "RESP"
-                with m.Elif(hit):
-                    m.d.sync += [resp.hit.eq(1), resp.index.eq(didx), resp.action.eq(rule.action),
-                                 resp.sa.eq(rule.sa), resp.pin_sa.eq(rule.pin_sa),
-                                 resp.pin_peer.eq(rule.pin_peer), resp.peer.eq(rule.peer)]
-                    m.next = "RESP"
-                with m.Elif(didx == self.capacity - 1):
-                    m.d.sync += resp.eq(0)
-                    m.next = "RESP"
+                with m.If(whole):
+                    with m.If(~rule.valid):
+                        m.d.sync += resp.eq(0)
+                        m.next = "RESP"
+                    with m.Elif(hit):
+                        m.d.sync += [resp.hit.eq(1), resp.index.eq(index), resp.action.eq(rule.action),
+                                     resp.sa.eq(rule.sa), resp.pin_sa.eq(rule.pin_sa),
+                                     resp.pin_peer.eq(rule.pin_peer), resp.peer.eq(rule.peer)]
+                        m.next = "RESP"
+                    with m.Elif(index == self.capacity - 1):
+                        m.d.sync += resp.eq(0)
+                        m.next = "RESP"
             with m.State("RESP"):
                 m.d.comb += self.resp.valid.eq(1)
                 with m.If(self.resp.ready):

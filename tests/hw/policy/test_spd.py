@@ -17,9 +17,9 @@ SAS = ("sa0", "sa1", "sa2")
 PEERS = ("p0", "p1")
 
 
-def _check(seed, capacity, rounds, lookups):
+def _check(seed, capacity, rounds, lookups, rows=1):
     rng = random.Random(seed)
-    dut = SpdEngine(capacity)
+    dut = SpdEngine(capacity, rows=rows)
     errors, counted = [], []
 
     async def bench(ctx):
@@ -40,6 +40,9 @@ def _check(seed, capacity, rounds, lookups):
                     ctx.set(dut.w_index, i)
                     ctx.set(dut.w_data.as_value(), word if i != len(lst) else 0)
                     await ctx.tick()
+                    ctx.set(dut.w_en, 0)
+                    if rows == 2 or rng.random() < 0.5:
+                        await ctx.tick()     # rows = 2: a write takes two cycles
             ctx.set(dut.w_en, 0)
             for _ in range(lookups):
                 d = rng.choice(["out", "in"])
@@ -65,7 +68,7 @@ def _check(seed, capacity, rounds, lookups):
                 else:
                     want = model.rules[d].index(expect)
                     ok = (r.hit == 1 and r.index == want and r.action == ACTIONS[expect.action])
-                    counted.append(cycles - want)
+                    counted.append(cycles - rows * want)
                 if not ok:
                     errors.append((d, f, want, r.hit, r.index))
 
@@ -75,7 +78,7 @@ def _check(seed, capacity, rounds, lookups):
     sim.run()
     assert not errors, errors[:5]
     assert len(counted) > rounds * lookups // 4, "too few hits to mean anything"
-    assert max(counted) <= 3, "the scan must stop at the first match"
+    assert max(counted) <= 2 + rows, "the scan must stop at the first match"
 
 
 def test_spd_first_match_small():
@@ -84,6 +87,10 @@ def test_spd_first_match_small():
 
 def test_spd_first_match_64():
     _check(seed=2, capacity=64, rounds=3, lookups=200)
+
+
+def test_spd_two_rows_per_rule():
+    _check(seed=4, capacity=16, rounds=4, lookups=200, rows=2)
 
 
 @pytest.mark.slow
