@@ -171,7 +171,7 @@ def _build() -> tuple[Register, ...]:
     g = "Control"
     regs += [
         R("CTRL", 0x040, "rw", "Datapath control.",
-          (F("enable", 0, 1, "1: process packets; 0: drop nothing, forward nothing (held in reset)"),
+          (F("enable", 0, 1, "reserved for a datapath enable (not used by the gateware yet)"),
            F("clear_counters", 1, 1, "1: hold every counter at 0")), group=g),
         R("STATUS", 0x044, "ro", "Datapath status.",
           (F("busy", 0, 1, "a packet is in the pipeline"),
@@ -181,7 +181,8 @@ def _build() -> tuple[Register, ...]:
            F("overflow", 1, 1, "raise it when events were lost")), group=g),
         R("IRQ_STATUS", 0x04C, "ro", "Interrupt causes (level; cleared by draining the FIFO).",
           (F("events", 0, 1, "event FIFO not empty"), F("overflow", 1, 1, "events were lost")), group=g),
-        R("REPLAY_WINDOW", 0x050, "rw", "Device anti-replay window in packets (64..CAPS_REPLAY.max).",
+        R("REPLAY_WINDOW", 0x050, "rw", "Device anti-replay window in packets (64..CAPS_REPLAY.max); "
+          "the driver stages each SA's window with its SAD entry, the gateware reads it from there.",
           (F("size", 0, 16, ""),), reset=64, group=g),
         R("TICK_DIV", 0x054, "rw", "Clock cycles per timer tick (the latch timers count ticks).",
           (F("cycles", 0, 32, ""),), reset=125_000, group=g),
@@ -189,7 +190,8 @@ def _build() -> tuple[Register, ...]:
           (F("ticks", 0, 32, ""),), reset=60_000, group=g),
         R("UDP_IDLE", 0x05C, "rw", "UDP latch idle expiry, in ticks.",
           (F("ticks", 0, 32, ""),), reset=30_000, group=g),
-        R("NOW", 0x060, "ro", "Timer tick counter (the device clock for latch timers).",
+        R("NOW", 0x060, "ro", "Timer tick counter (a board top feeds it to the datapath as the "
+          "frames' `meta.now`, the clock of the latch timers).",
           (F("ticks", 0, 32, ""),), group=g),
     ]
     g = "Table staging (tear-free updates)"

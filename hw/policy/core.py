@@ -135,7 +135,7 @@ class PolicyCore(wiring.Component):
         evt_lost = Signal(16)
         m.d.comb += [
             regs.tbl_commits.eq(commits),
-            regs.status.eq(Cat(Const(0, 1), commit_pending)),
+            regs.status.eq(Cat(busy, commit_pending)),
             regs.evt_level.eq(Cat(events.level, Const(0, 16 - len(events.level)), evt_lost)),
             Cat(regs.evt_data0, regs.evt_data1, regs.evt_data2, regs.evt_data3)
             .eq(events.r_data),
@@ -143,6 +143,7 @@ class PolicyCore(wiring.Component):
             regs.irq_status.eq(Cat(events.r_rdy, evt_lost != 0)),
             self.irq.eq((regs.irq_enable[0] & events.r_rdy) | (regs.irq_enable[1] & (evt_lost != 0))),
         ]
+        busy = Signal()
         tick = Signal(32)
         tick_div = Signal(32)
         m.d.sync += tick_div.eq(tick_div + 1)
@@ -226,7 +227,8 @@ class PolicyCore(wiring.Component):
         # default: no table requests
         wr_latch = Signal()
 
-        with m.FSM():
+        with m.FSM() as fsm:
+            m.d.comb += busy.eq(~fsm.ongoing("IDLE"))
             with m.State("IDLE"):
                 with m.If(commit_pending):
                     m.next = "COMMIT"
