@@ -128,6 +128,7 @@ class PolicyCore(wiring.Component):
         stage = Cat(*[getattr(regs, f"tbl_stage{i}") for i in range(STAGE_WORDS)])
         commit = regs.tbl_commit
         commit_pending = Signal()
+        busy = Signal()
         commits = Signal(32)
         with m.If(regs.tbl_commit_stb):
             m.d.sync += commit_pending.eq(1)
@@ -143,7 +144,6 @@ class PolicyCore(wiring.Component):
             regs.irq_status.eq(Cat(events.r_rdy, evt_lost != 0)),
             self.irq.eq((regs.irq_enable[0] & events.r_rdy) | (regs.irq_enable[1] & (evt_lost != 0))),
         ]
-        busy = Signal()
         tick = Signal(32)
         tick_div = Signal(32)
         m.d.sync += tick_div.eq(tick_div + 1)
