@@ -35,13 +35,14 @@ def resp_layout(tag_bits):
 
 
 class AESCore(wiring.Component):
-    def __init__(self, units=2, n_slots=16, tag_bits=1):
+    def __init__(self, units=2, n_slots=16, tag_bits=1, round_latency=1):
         if units not in (1, 2, 4, 14):
             raise ValueError("units must be 1, 2, 4 (ring) or 14 (pipeline)")
         self.units = units
         self.n_slots = n_slots
         self.slot_bits = max(1, (n_slots - 1).bit_length())
         self.tag_bits = tag_bits
+        self.round_latency = round_latency
         super().__init__({
             "req": In(stream.Signature(req_layout(self.slot_bits, tag_bits))),
             "resp_valid": Out(1),
@@ -77,13 +78,23 @@ class AESCore(wiring.Component):
         accept = self.req.valid & self.req.ready
         m.d.comb += [rk0_r.addr.eq(self.req.payload.slot), rk0_r.en.eq(accept)]
 
-        rounds = [AESRound() for _ in range(R)]
+        lat = self.round_latency
+        rounds = [AESRound(lat) for _ in range(R)]
         meta = [Signal(meta_layout, name=f"meta{u}") for u in range(R)]
         meta_in = [Signal(meta_layout, name=f"meta_in{u}") for u in range(R)]
+        # meta of the block whose round key is being read (one cycle before
+        # the round's output)
+        meta_rk = [Signal(meta_layout, name=f"meta_rk{u}") for u in range(R)]
         final = [Signal(name=f"final{u}") for u in range(R)]
         for u, rnd in enumerate(rounds):
             m.submodules[f"round{u}"] = rnd
-            m.d.sync += meta[u].eq(meta_in[u])
+            if lat == 2:
+                mid = Signal(meta_layout, name=f"meta_mid{u}")
+                m.d.sync += [mid.eq(meta_in[u]), meta[u].eq(mid)]
+                m.d.comb += meta_rk[u].eq(mid)
+            else:
+                m.d.sync += meta[u].eq(meta_in[u])
+                m.d.comb += meta_rk[u].eq(meta_in[u])
             nr = Mux(meta[u].aes256, 14, 10)
             if ring:
                 m.d.comb += final[u].eq(meta[u].round == nr)
@@ -102,11 +113,11 @@ class AESCore(wiring.Component):
             if ring:
                 m.d.comb += [wp.addr.eq(self.rk_slot * 16 + self.rk_round),
                              wp.en.eq(self.rk_we),
-                             rp.addr.eq(meta_in[u].slot * 16 + meta_in[u].round)]
+                             rp.addr.eq(meta_rk[u].slot * 16 + meta_rk[u].round)]
             else:
                 m.d.comb += [wp.addr.eq(self.rk_slot),
                              wp.en.eq(self.rk_we & (self.rk_round == u + 1)),
-                             rp.addr.eq(meta_in[u].slot)]
+                             rp.addr.eq(meta_rk[u].slot)]
             m.d.comb += [wp.data.eq(self.rk_data), rnd.rk.eq(rp.data)]
 
         # chain unit u -> u+1
@@ -117,7 +128,7 @@ class AESCore(wiring.Component):
             if ring:
                 m.d.comb += meta_in[u + 1].valid.eq(meta[u].valid & ~final[u])
 
-        inflight = Signal(range(R + 2))
+        inflight = Signal(range(R * lat + 2))
         ring_aes256 = Signal()
         exit_valid = Signal()
         if ring:
@@ -151,11 +162,11 @@ class AESCore(wiring.Component):
                          meta_in[0].aes256.eq(ent.aes256),
                          meta_in[0].slot.eq(ent.slot), meta_in[0].tag.eq(ent.tag)]
             # AES-128 blocks are finished at unit 9: delay them to unit 13's slot
-            delay = [Signal(128, name=f"bypass{k}") for k in range(4)]
+            delay = [Signal(128, name=f"bypass{k}") for k in range(4 * lat)]
             m.d.sync += delay[0].eq(rounds[9].o)
-            m.d.sync += [delay[k + 1].eq(delay[k]) for k in range(3)]
+            m.d.sync += [delay[k + 1].eq(delay[k]) for k in range(4 * lat - 1)]
             m.d.comb += [self.resp_valid.eq(meta[13].valid),
-                         self.resp.block.eq(Mux(meta[13].aes256, rounds[13].o, delay[3])),
+                         self.resp.block.eq(Mux(meta[13].aes256, rounds[13].o, delay[-1])),
                          self.resp.tag.eq(meta[13].tag)]
             m.d.sync += inflight.eq(inflight)
 

@@ -37,8 +37,8 @@ from .ghash import GHASH
 from .key_expand import KeyExpand, key_layout
 
 CONFIGS = {
-    "compact": dict(width=64, units=2, digit=32, n_slots=16, ksq_depth=8),
-    "wide": dict(width=128, units=14, digit=128, n_slots=16, ksq_depth=32),
+    "compact": dict(width=64, units=2, round_latency=2, digit=32, n_slots=16, ksq_depth=8),
+    "wide": dict(width=128, units=14, round_latency=1, digit=128, n_slots=16, ksq_depth=32),
 }
 
 MODE_ENCRYPT, MODE_DECRYPT, MODE_GMAC, MODE_GMAC_VERIFY = 0, 1, 2, 3
@@ -73,6 +73,7 @@ class GCMEngine(wiring.Component):
         self.config = config
         self.width = p["width"]
         self.units = p["units"]
+        self.round_latency = p["round_latency"]
         self.digit = p["digit"]
         self.n_slots = p["n_slots"]
         self.ksq_depth = p["ksq_depth"]
@@ -91,7 +92,8 @@ class GCMEngine(wiring.Component):
         sb = self.slot_bits
 
         m.submodules.kx = kx = KeyExpand(slot_bits=sb)
-        m.submodules.aes = aes = AESCore(units=self.units, n_slots=self.n_slots, tag_bits=1)
+        m.submodules.aes = aes = AESCore(units=self.units, n_slots=self.n_slots, tag_bits=1,
+                                           round_latency=self.round_latency)
         m.submodules.ghash = gh = GHASH(digit=self.digit)
         m.submodules.ksq = ksq = SyncFIFOBuffered(width=128, depth=self.ksq_depth)
         m.submodules.seqq = seqq = SyncFIFOBuffered(width=cmd_layout(sb).size, depth=4)

@@ -34,15 +34,16 @@ def test_reference_matches_cryptography(klen):
         assert aes_encrypt(key, blk) == enc.update(blk)
 
 
-def test_aes_round():
-    dut = AESRound()
+@pytest.mark.parametrize("latency", [1, 2])
+def test_aes_round(latency):
+    dut = AESRound(latency)
     rng = random.Random(1)
     cases = [(rng.randbytes(16), rng.randbytes(16), rng.random() < 0.3) for _ in range(24)]
 
     async def bench(ctx):
         for state, rk, final in cases:
             ctx.set(dut.i, le(state))
-            await ctx.tick()
+            await ctx.tick().repeat(latency)
             ctx.set(dut.rk, le(rk))
             ctx.set(dut.final, final)
             got = ctx.get(dut.o).to_bytes(16, "little")
