@@ -78,11 +78,11 @@ def _run(seed, sas, max_window, ops):
 
 
 def test_replay_windows():
-    _run(seed=1, sas=4, max_window=1024, ops=400)
+    _run(seed=1, sas=4, max_window=1024, ops=250)
 
 
 def test_replay_windows_small():
-    _run(seed=2, sas=8, max_window=128, ops=300)
+    _run(seed=2, sas=4, max_window=128, ops=150)
 
 
 @pytest.mark.slow
