@@ -96,6 +96,7 @@ class TB:
             level = await self.rd(regs.EVT_LEVEL)
             assert level >> 16 == 0, "events lost"
             if level & 0xFFFF == 0:
+                assert int(self.dut.irq.value) == 0, "interrupt without events"
                 return out
             assert int(self.dut.irq.value) == 1
             words = [await self.rd(regs.EVT_DATA0 + 4 * i) for i in range(3)]
