@@ -87,4 +87,4 @@ def test_replay_windows_small():
 
 @pytest.mark.slow
 def test_replay_windows_long():
-    _run(seed=3, sas=16, max_window=4096, ops=20000)
+    _run(seed=3, sas=16, max_window=4096, ops=2500)
