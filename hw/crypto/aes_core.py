@@ -106,8 +106,6 @@ class AESCore(wiring.Component):
 
             # this unit's round keys; read address goes out with the S-box address
             depth = self.n_slots * 16 if ring else self.n_slots
-            # ring with 2-cycle rounds: address one cycle earlier, data registered
-            rk_src = meta_in[u] if (lat == 2 and ring) else meta_rk[u]
             rkm = Memory(shape=128, depth=depth, init=[])
             m.submodules[f"rk{u + 1}"] = rkm
             wp = rkm.write_port()
@@ -115,19 +113,12 @@ class AESCore(wiring.Component):
             if ring:
                 m.d.comb += [wp.addr.eq(self.rk_slot * 16 + self.rk_round),
                              wp.en.eq(self.rk_we),
-                             rp.addr.eq(rk_src.slot * 16 + rk_src.round)]
+                             rp.addr.eq(meta_rk[u].slot * 16 + meta_rk[u].round)]
             else:
                 m.d.comb += [wp.addr.eq(self.rk_slot),
                              wp.en.eq(self.rk_we & (self.rk_round == u + 1)),
                              rp.addr.eq(meta_rk[u].slot)]
-            if lat == 2 and ring:
-                # read a cycle early and register: the round-key EBR's
-                # clock-to-out was then the head of the critical path
-                rk_q = Signal(128, name=f"rk_q{u}")
-                m.d.sync += rk_q.eq(rp.data)
-                m.d.comb += [wp.data.eq(self.rk_data), rnd.rk.eq(rk_q)]
-            else:
-                m.d.comb += [wp.data.eq(self.rk_data), rnd.rk.eq(rp.data)]
+            m.d.comb += [wp.data.eq(self.rk_data), rnd.rk.eq(rp.data)]
 
         # chain unit u -> u+1
         for u in range(R - 1):
