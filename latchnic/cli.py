@@ -115,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=_cmd_demo)
 
     b = sub.add_parser("bench", help="benchmarks")
-    b.add_argument("which", choices=("model", "crypto"))
+    b.add_argument("which", choices=("model", "crypto", "policy"))
     b.add_argument("rest", nargs=argparse.REMAINDER)
     b.set_defaults(func=_cmd_bench)
 

@@ -116,7 +116,9 @@ class LatchTable:
         while self._deadlines and self._deadlines[0][0] <= now_ns:
             deadline, slot, ident = heapq.heappop(self._deadlines)
             latch = self.slots[slot]
-            if latch is not None and id(latch) == ident and latch.deadline_ns == deadline:
+            # the same deadline may have been pushed twice (two packets at one instant)
+            if (latch is not None and id(latch) == ident and latch.deadline_ns == deadline
+                    and latch not in out):
                 out.append(latch)
         return out
 

@@ -230,3 +230,12 @@ def test_bypassed_frames_lose_ethernet_padding_like_protected_ones():
     for direction in ("out", "in"):
         v = dev.process(padded, direction, 0)
         assert v.action == "forward" and v.frame == frame
+
+
+def test_two_packets_at_one_instant_on_a_udp_latch_expire_once():
+    dev = ModelDevice.from_config(parse_config(config()))
+    dev.process(host_udp(), "out", 0)
+    dev.process(host_udp(), "out", 0)            # same timestamp: same deadline pushed twice
+    dev.advance(31 * 10**9)
+    assert dev.list_latches() == []
+    assert [(e.new, e.cause) for e in dev.drain_events()] == [("ESTABLISHED", "clone"), ("free", "timer")]
