@@ -99,3 +99,21 @@ def flow_inside(rng, sel):
         port = lambda s: rng.choice(PORTS) if s is None else rng.randrange(s.lo, s.hi + 1)
         lp, rp = port(sel.local_port), port(sel.remote_port)
     return Flow(version, addr(sel.local), addr(sel.remote), proto, lp, rp)
+
+
+async def transact(ctx, dut, fields: dict, layout):
+    """One request on `dut.cmd` (payload packed from `fields`) and its reply
+    from `dut.resp`, unpacked; the command/response handshake the policy
+    blocks share."""
+    from latchnic.hw.policy.selectors import pack, unpack
+    ctx.set(dut.cmd.payload.as_value(), pack(layout, fields))
+    ctx.set(dut.cmd.valid, 1)
+    await ctx.tick().until(dut.cmd.ready)
+    ctx.set(dut.cmd.valid, 0)
+    ctx.set(dut.resp.ready, 1)
+    while not ctx.get(dut.resp.valid):
+        await ctx.tick()
+    r = unpack(dut.resp.payload.shape(), ctx.get(dut.resp.payload.as_value()))
+    await ctx.tick()
+    ctx.set(dut.resp.ready, 0)
+    return r

@@ -12,10 +12,10 @@ from amaranth.sim import Simulator
 from latchnic.config import QoP
 from latchnic.hw.policy.crc32 import Crc32Key
 from latchnic.hw.policy.latch_table import LatchState, LatchTable, Op, cmd_layout, entry_layout
-from latchnic.hw.policy.selectors import encode_flow, pack, unpack
+from latchnic.hw.policy.selectors import encode_flow
 from latchnic.sim.latch import LatchTable as ModelLatchTable
 
-from policy_gen import flow
+from policy_gen import flow, transact
 
 QOP = QoP("esp", "transport", True, 128, 16)
 
@@ -60,19 +60,9 @@ def _run(seed, capacity, ways, ops, flows_n):
         now = 0
 
         async def do(op, f=None, slot=0, entry=None):
-            ctx.set(dut.cmd.payload.as_value(), pack(cmd_layout(), {
+            return await transact(ctx, dut, {
                 "op": op.value, "now": now, "flow": encode_flow(f) if f else {}, "slot": slot,
-                "entry": entry or {}}))
-            ctx.set(dut.cmd.valid, 1)
-            await ctx.tick().until(dut.cmd.ready)
-            ctx.set(dut.cmd.valid, 0)
-            ctx.set(dut.resp.ready, 1)
-            while not ctx.get(dut.resp.valid):
-                await ctx.tick()
-            r = unpack(dut.resp.payload.shape(), ctx.get(dut.resp.payload.as_value()))
-            await ctx.tick()
-            ctx.set(dut.resp.ready, 0)
-            return r
+                "entry": entry or {}}, cmd_layout())
 
         for n in range(ops):
             now += rng.choice([0, 0, 1, 5])

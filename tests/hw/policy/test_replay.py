@@ -10,8 +10,9 @@ import pytest
 from amaranth.sim import Simulator
 
 from latchnic.hw.policy.replay import ReplayOp, ReplayWindows, cmd_layout
-from latchnic.hw.policy.selectors import pack, unpack
 from latchnic.sim.replay import ReplayWindow
+
+from policy_gen import transact
 
 MASK32 = 0xFFFFFFFF
 
@@ -23,18 +24,8 @@ def _run(seed, sas, max_window, ops):
 
     async def bench(ctx):
         async def do(op, sa, seq=0, esn=0, size=0):
-            ctx.set(dut.cmd.payload.as_value(), pack(cmd_layout(dut.sa_bits), {
-                "op": op.value, "sa": sa, "seq": seq, "esn": esn, "size": size}))
-            ctx.set(dut.cmd.valid, 1)
-            await ctx.tick().until(dut.cmd.ready)
-            ctx.set(dut.cmd.valid, 0)
-            ctx.set(dut.resp.ready, 1)
-            while not ctx.get(dut.resp.valid):
-                await ctx.tick()
-            r = unpack(dut.resp.payload.shape(), ctx.get(dut.resp.payload.as_value()))
-            await ctx.tick()
-            ctx.set(dut.resp.ready, 0)
-            return r
+            return await transact(ctx, dut, {
+                "op": op.value, "sa": sa, "seq": seq, "esn": esn, "size": size}, cmd_layout(dut.sa_bits))
 
         models = {}
         for sa in range(sas):
