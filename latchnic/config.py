@@ -345,8 +345,7 @@ def _sa(source, i, table) -> SA:
         e.fail("dst", "src and dst must be the same IP version")
     if mode == "tunnel" and direction == "out" and (src is None or dst is None):
         e.fail("src" if src is None else "dst", "an outbound tunnel SA needs both outer addresses")
-    if src is None and dst is not None and direction == "in":
-        pass  # (SPI, dst) entry of the RFC 4301 inbound lookup
+    # inbound: src and dst make an (SPI, dst, src) entry, dst alone (SPI, dst), neither SPI only
     if direction == "in" and src is not None and dst is None:
         e.fail("dst", "an inbound SA that names src must also name dst")
     seq = e.get("seq", int, 0)

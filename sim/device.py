@@ -12,7 +12,6 @@ rejected operation leaves the device as it was.
 
 from __future__ import annotations
 
-import struct
 from collections import Counter
 from dataclasses import dataclass
 
@@ -280,7 +279,7 @@ class ModelDevice:
     def _healthy(self, latch: Latch) -> bool:
         """A compatible SA exists both ways: the outbound SPD selects one, and
         some inbound SA could deliver the flow."""
-        sa, why = self._out_choice(latch.flow)
+        sa, _why = self._out_choice(latch.flow)
         if sa is None or sa.exhausted or self._compatible(latch, sa):
             return False
         return any(s.spec.dir == "in" and not self._compatible(latch, s) for s in self.sad)
