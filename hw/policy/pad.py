@@ -1,0 +1,84 @@
+"""PAD claims table (RFC 4301 4.4.3): which remote addresses each peer may
+claim. The inbound child-SA check after decapsulation asks "may the peer of
+this SA claim this remote address?" (sim: Peer.may_claim, drop `pad_claim`).
+
+One block RAM of claim entries (peer index, IP version, inclusive [lo, hi]
+address range; a prefix is its range), in any order. The driver writes every
+claim of every peer from index 0 on and ends the list with an invalid entry
+(TBL_COMMIT table `pad`, hw/policy/program.py). A lookup scans from entry 0,
+one entry per cycle, and stops at the first entry that covers the request,
+at the first invalid entry or at the last entry. No hit: the claim is refused
+(fail closed).
+
+Cost: k + 3 cycles for a hit at entry k; a miss costs (claims programmed) + 3.
+"""
+
+from amaranth.hdl import Module, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from .selectors import pack
+
+claim_layout = data.StructLayout({"valid": 1, "peer": 8, "v6": 1, "lo": 128, "hi": 128})
+
+req_layout = data.StructLayout({"peer": 8, "v6": 1, "addr": 128})
+resp_layout = data.StructLayout({"hit": 1, "index": 16})
+
+
+def encode_claim(peer_index: int, sel) -> int:
+    """One claim (a latchnic.config.AddrSel) of the peer with PAD index `peer_index`."""
+    return pack(claim_layout, {"valid": 1, "peer": peer_index, "v6": int(sel.version == 6),
+                               "lo": sel.lo, "hi": sel.hi})
+
+
+class PadClaims(wiring.Component):
+    """`req`: (peer, version, address); `resp`: does a claim of that peer cover it.
+    `w_*`: the table write port (one whole claim per write, from TBL_COMMIT)."""
+
+    def __init__(self, capacity: int = 64):
+        assert capacity & (capacity - 1) == 0
+        self.capacity = capacity
+        self.abits = max((capacity - 1).bit_length(), 1)
+        super().__init__({"req": In(stream.Signature(req_layout)),
+                          "resp": Out(stream.Signature(resp_layout)),
+                          "w_en": In(1), "w_index": In(16), "w_data": In(claim_layout)})
+
+    def elaborate(self, platform):
+        m = Module()
+        ab = self.abits
+        m.submodules.mem = mem = Memory(shape=claim_layout, depth=self.capacity, init=[])
+        wp, rp = mem.write_port(), mem.read_port()
+        m.d.comb += [wp.addr.eq(self.w_index[:ab]), wp.data.eq(self.w_data), wp.en.eq(self.w_en)]
+
+        req = Signal(req_layout)
+        ridx = Signal(ab + 1)          # entry addressed this cycle
+        didx = Signal(ab + 1)          # entry on rp.data
+        e = rp.data
+        covers = Signal()
+        m.d.comb += covers.eq((e.peer == req.peer) & (e.v6 == req.v6)
+                              & (e.lo <= req.addr) & (req.addr <= e.hi))
+        resp = Signal(resp_layout)
+        m.d.comb += self.resp.payload.eq(resp)
+
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += [self.req.ready.eq(1), rp.addr.eq(0)]
+                with m.If(self.req.valid):
+                    m.d.sync += [req.eq(self.req.payload), ridx.eq(1), didx.eq(0), resp.eq(0)]
+                    m.next = "SCAN"
+            with m.State("SCAN"):
+                m.d.comb += rp.addr.eq(ridx[:ab])
+                m.d.sync += [ridx.eq(ridx + 1), didx.eq(ridx)]
+                with m.If(~e.valid):
+                    m.next = "RESP"
+                with m.Elif(covers):
+                    m.d.sync += [resp.hit.eq(1), resp.index.eq(didx)]
+                    m.next = "RESP"
+                with m.Elif(didx == self.capacity - 1):
+                    m.next = "RESP"
+            with m.State("RESP"):
+                m.d.comb += self.resp.valid.eq(1)
+                with m.If(self.resp.ready):
+                    m.next = "IDLE"
+        return m
