@@ -2,11 +2,16 @@
 
 `units` round units (aes_round.AESRound) are chained; a block visits them in
 turn, one round per cycle.
-- units in (1, 2, 4): a ring. A block enters unit 0 when the slot coming
-  round from the last unit is empty and leaves after Nr rounds; up to `units`
-  blocks are in flight. Both Nr=10 and Nr=14 leave from the same unit, so
-  blocks of equal key size stay in order; a block of the other key size waits
-  until the ring drains (key size only changes between packets).
+- units in 1..8: a ring. A block enters unit 0 when the slot coming round
+  from the last unit is empty and leaves after Nr rounds, from unit
+  (Nr - 1) % units; up to `units` x `round_latency` blocks are in flight.
+  Blocks of one key size all leave from the same unit, so they stay in
+  order and at most one leaves per cycle; a block of the other key size
+  waits until the ring drains (key size only changes between packets).
+  A ring slot freed at unit e rides empty to unit 0, so a block costs
+  ceil(Nr / units) revolutions: with 2-cycle rounds, cycles per block are
+  2 * units * ceil(Nr / units) / (2 * units) = ceil(Nr / units) (3 units:
+  4 for AES-128, 5 for AES-256).
 - units == 14: a straight pipeline, one block per cycle. AES-128 blocks are
   done after unit 9 and ride a 4-stage delay line so that every block has the
   same latency and order is kept.
@@ -36,8 +41,8 @@ def resp_layout(tag_bits):
 
 class AESCore(wiring.Component):
     def __init__(self, units=2, n_slots=16, tag_bits=1, round_latency=1):
-        if units not in (1, 2, 4, 14):
-            raise ValueError("units must be 1, 2, 4 (ring) or 14 (pipeline)")
+        if not (1 <= units <= 8 or units == 14):
+            raise ValueError("units must be 1..8 (ring) or 14 (pipeline)")
         self.units = units
         self.n_slots = n_slots
         self.slot_bits = max(1, (n_slots - 1).bit_length())

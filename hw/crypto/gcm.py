@@ -18,7 +18,7 @@ GHASH, pushes to the beat packer, then the length block, ICV and tag.
 H = E(K, 0^128) is computed once per key slot when the key is written.
 
 Configurations (one design, parameters only):
-  compact: 64-bit stream, 2-unit AES ring, GHASH 32-bit digits
+  compact: 64-bit stream, 3-unit AES ring of 2-cycle rounds, GHASH 32-bit digits
   wide:    128-bit stream, 14-stage AES pipeline, single-cycle GHASH
 """
 
@@ -34,11 +34,17 @@ from .block_in import BlockAligner
 from .block_out import BeatPacker
 from .gf import lane_mask
 from .ghash import GHASH
+from .ghash_pipe import GHASHPipe
+from .h_powers import HPowers
 from .key_expand import KeyExpand, key_layout
 
 CONFIGS = {
-    "compact": dict(width=64, units=2, round_latency=2, digit=32, n_slots=16, ksq_depth=8),
-    "wide": dict(width=128, units=14, round_latency=1, digit=128, n_slots=16, ksq_depth=32),
+    # ghash_latency 0: digit-serial GHASH (`digit` bits per step); N > 0:
+    # pipelined GHASH, N-cycle multiplier, N lanes, H^1..H^N kept per slot
+    "compact": dict(width=64, units=3, round_latency=2, digit=32, ghash_latency=0,
+                    n_slots=16, ksq_depth=8),
+    "wide": dict(width=128, units=14, round_latency=1, digit=128, ghash_latency=3,
+                 n_slots=16, ksq_depth=32),
 }
 
 MODE_ENCRYPT, MODE_DECRYPT, MODE_GMAC, MODE_GMAC_VERIFY = 0, 1, 2, 3
@@ -75,6 +81,7 @@ class GCMEngine(wiring.Component):
         self.units = p["units"]
         self.round_latency = p["round_latency"]
         self.digit = p["digit"]
+        self.ghash_latency = p["ghash_latency"]
         self.n_slots = p["n_slots"]
         self.ksq_depth = p["ksq_depth"]
         self.slot_bits = max(1, (self.n_slots - 1).bit_length())
@@ -94,14 +101,18 @@ class GCMEngine(wiring.Component):
         m.submodules.kx = kx = KeyExpand(slot_bits=sb)
         m.submodules.aes = aes = AESCore(units=self.units, n_slots=self.n_slots, tag_bits=1,
                                            round_latency=self.round_latency)
-        m.submodules.ghash = gh = GHASH(digit=self.digit)
+        npow = max(1, self.ghash_latency)      # H powers kept per slot
+        if self.ghash_latency:
+            m.submodules.ghash = gh = GHASHPipe(self.ghash_latency)
+        else:
+            m.submodules.ghash = gh = GHASH(digit=self.digit)
         m.submodules.ksq = ksq = SyncFIFOBuffered(width=128, depth=self.ksq_depth)
         m.submodules.seqq = seqq = SyncFIFOBuffered(width=cmd_layout(sb).size, depth=4)
         m.submodules.ingb = ingb = BlockAligner(lanes)
         m.submodules.outgb = outgb = BeatPacker(lanes)
 
         # ---- key loading: expand into the core, then H = E(K, 0) into hmem ----
-        m.submodules.hmem = hmem = Memory(shape=128, depth=self.n_slots, init=[])
+        m.submodules.hmem = hmem = Memory(shape=128 * npow, depth=self.n_slots, init=[])
         slot_aes256 = Signal(self.n_slots)
         h_pending = Signal()     # H request not yet issued
         h_busy = Signal()        # key loading in progress (until H is written)
@@ -119,8 +130,14 @@ class GCMEngine(wiring.Component):
             m.d.sync += [h_pending.eq(1), h_slot.eq(kx.done_slot), h_aes256.eq(kx.done_aes256)]
             m.d.sync += slot_aes256.bit_select(kx.done_slot, 1).eq(kx.done_aes256)
         hw = hmem.write_port()
-        m.d.comb += [hw.addr.eq(h_slot), hw.data.eq(aes.resp.block),
-                     hw.en.eq(aes.resp_valid & (aes.resp.tag == TAG_H))]
+        h_out = aes.resp_valid & (aes.resp.tag == TAG_H)
+        if self.ghash_latency:
+            m.submodules.hpow = hpow = HPowers(npow, sb)
+            m.d.comb += [hpow.h_valid.eq(h_out), hpow.h.eq(aes.resp.block),
+                         hpow.slot.eq(h_slot),
+                         hw.addr.eq(hpow.slot_o), hw.data.eq(hpow.data), hw.en.eq(hpow.we)]
+        else:
+            m.d.comb += [hw.addr.eq(h_slot), hw.data.eq(aes.resp.block), hw.en.eq(h_out)]
         with m.If(hw.en):
             m.d.sync += h_busy.eq(0)
 
@@ -208,6 +225,9 @@ class GCMEngine(wiring.Component):
 
         hr = hmem.read_port()
         m.d.comb += [hr.addr.eq(c.slot), gh.h.eq(hr.data)]
+        n_blocks = Signal(14)
+        if self.ghash_latency:
+            m.d.comb += gh.n_blocks.eq(n_blocks)
 
         kblk = Signal(5)         # bytes in the block being moved
         blk_mask = lane_mask(kblk, 16)
@@ -229,6 +249,9 @@ class GCMEngine(wiring.Component):
                                  pay_k.eq(Mux(p_len > 16, 16, p_len)),
                                  aad_bits.eq(Mux(c.gmac, total, c.aad_len) << 3),
                                  pay_bits.eq(Mux(c.gmac, 0, c.payload_len) << 3)]
+                    if self.ghash_latency:
+                        # AAD blocks + payload blocks + length block
+                        m.d.sync += n_blocks.eq(((a_len + 15) >> 4) + ((p_len + 15) >> 4) + 1)
                     m.next = "START"
             with m.State("START"):
                 # H for this slot was read in IDLE

@@ -125,3 +125,149 @@ def test_ghash_multiplier(digit):
                 await ctx.tick()
             assert ctx.get(dut.y).to_bytes(16, "little") == ghash(h, blocks)
     run(dut, bench)
+
+
+@pytest.mark.parametrize("units", [3, 2])
+def test_aes_core_ring(units):
+    # ring of `units` 2-cycle rounds: AES-128 then AES-256 blocks (key size
+    # changes drain the ring), responses in order with their tags
+    from latchnic.hw.crypto.aes_core import AESCore
+    dut = AESCore(units=units, n_slots=4, tag_bits=4, round_latency=2)
+    rng = random.Random(units)
+    keys = {0: rng.randbytes(16), 3: rng.randbytes(32)}
+    reqs = [(slot, rng.randbytes(16)) for slot in (0, 0, 0, 0, 0, 3, 3, 3, 3, 3, 3, 0)]
+    want = [Cipher(algorithms.AES(keys[s]), modes.ECB()).encryptor().update(b)
+            for s, b in reqs]
+
+    async def bench(ctx):
+        for slot, key in keys.items():
+            for rnd, rk in enumerate(key_schedule(key)):
+                ctx.set(dut.rk_we, 1)
+                ctx.set(dut.rk_slot, slot)
+                ctx.set(dut.rk_round, rnd)
+                ctx.set(dut.rk_data, le(rk))
+                await ctx.tick()
+        ctx.set(dut.rk_we, 0)
+        got = []
+        n = 0
+        for _ in range(400):
+            if n < len(reqs):
+                slot, blk = reqs[n]
+                ctx.set(dut.req.payload, {"block": le(blk), "slot": slot,
+                                          "aes256": len(keys[slot]) == 32, "tag": n % 16})
+                ctx.set(dut.req.valid, 1)
+            else:
+                ctx.set(dut.req.valid, 0)
+            if ctx.get(dut.resp_valid):
+                got.append((ctx.get(dut.resp.tag), ctx.get(dut.resp.block).to_bytes(16, "little")))
+            if n < len(reqs) and ctx.get(dut.req.ready):
+                n += 1
+            await ctx.tick()
+            if len(got) == len(reqs):
+                break
+        assert got == [(k % 16, w) for k, w in enumerate(want)]
+        assert ctx.get(dut.idle)
+    run(dut, bench)
+
+
+def to_poly(block: bytes) -> int:
+    # GCM block -> polynomial form (bit i = coefficient of x^i): the block's
+    # first bit (MSB of byte 0) is x^0
+    return int(format(int.from_bytes(block, "big"), "0128b")[::-1], 2)
+
+
+@pytest.mark.parametrize("latency", [2, 3, 4])
+def test_gf_mul_pipe(latency):
+    # one product per cycle, each checked against the bit-serial SP 800-38D
+    # multiply (crypto_ref.gf_mul) on the blocks
+    from latchnic.hw.crypto.gf_mul_pipe import GFMulPipe
+    from crypto_ref import gf_mul
+    dut = GFMulPipe(latency)
+    rng = random.Random(latency)
+    edge = [bytes(16), b"\x80" + bytes(15), b"\xff" * 16, bytes(15) + b"\x01"]
+    cases = [(x, y) for x in edge for y in edge]
+    cases += [(rng.randbytes(16), rng.randbytes(16)) for _ in range(24)]
+    want = [gf_mul(int.from_bytes(x, "big"), int.from_bytes(y, "big")).to_bytes(16, "big")
+            for x, y in cases]
+
+    async def bench(ctx):
+        got = []
+        for t in range(len(cases) + latency):
+            if t < len(cases):
+                ctx.set(dut.a, to_poly(cases[t][0]))
+                ctx.set(dut.b, to_poly(cases[t][1]))
+            await ctx.tick()
+            if t + 1 >= latency:
+                got.append(ctx.get(dut.o))
+        assert got[:len(cases)] == [to_poly(w) for w in want]
+    run(dut, bench)
+
+
+@pytest.mark.parametrize("latency", [3])
+def test_ghash_pipe(latency):
+    # packets of 1..9 blocks back to back, random cycles without a block,
+    # against the reference GHASH; powers of H from the reference multiply
+    from latchnic.hw.crypto.ghash_pipe import GHASHPipe
+    from crypto_ref import gf_mul
+    dut = GHASHPipe(latency)
+    rng = random.Random(11)
+    packets = [(rng.randbytes(16), [rng.randbytes(16) for _ in range(nb)])
+               for nb in (1, 2, 3, 4, 5, 9, 1, 7)]
+
+    def powers(h):
+        hi, p, out = int.from_bytes(h, "big"), int.from_bytes(h, "big"), 0
+        for k in range(latency):
+            out |= le(p.to_bytes(16, "big")) << (128 * k)
+            p = gf_mul(p, hi)
+        return out
+
+    async def bench(ctx):
+        for n, (h, blocks) in enumerate(packets):
+            ctx.set(dut.h, powers(h))
+            ctx.set(dut.n_blocks, len(blocks))
+            ctx.set(dut.start, 1)
+            await ctx.tick()
+            ctx.set(dut.start, 0)
+            for b in blocks:
+                while n % 2 and rng.random() < 0.4:     # stalls on odd packets
+                    ctx.set(dut.i.valid, 0)
+                    await ctx.tick()
+                ctx.set(dut.i.payload, le(b))
+                ctx.set(dut.i.valid, 1)
+                await ctx.tick()
+            ctx.set(dut.i.valid, 0)
+            while ctx.get(dut.busy):
+                await ctx.tick()
+            assert ctx.get(dut.y).to_bytes(16, "little") == ghash(h, blocks), n
+    run(dut, bench)
+
+
+@pytest.mark.parametrize("n", [1, 3, 4])
+def test_h_powers(n):
+    from latchnic.hw.crypto.h_powers import HPowers
+    from crypto_ref import gf_mul
+    dut = HPowers(n, slot_bits=4)
+    rng = random.Random(n)
+    hs = [(rng.randbytes(16), rng.randrange(16)) for _ in range(2)]
+
+    async def bench(ctx):
+        for h, slot in hs:
+            ctx.set(dut.h, le(h))
+            ctx.set(dut.slot, slot)
+            ctx.set(dut.h_valid, 1)
+            await ctx.tick()
+            ctx.set(dut.h_valid, 0)
+            for _ in range(10 * n + 10):
+                if ctx.get(dut.we):
+                    break
+                await ctx.tick()
+            else:
+                raise AssertionError("no write")
+            assert ctx.get(dut.slot_o) == slot
+            data = ctx.get(dut.data)
+            hi = p = int.from_bytes(h, "big")
+            for k in range(n):
+                assert (data >> (128 * k)) & ((1 << 128) - 1) == le(p.to_bytes(16, "big")), k
+                p = gf_mul(p, hi)
+            await ctx.tick()
+    run(dut, bench)

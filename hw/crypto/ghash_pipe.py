@@ -1,0 +1,82 @@
+"""GHASH at one block per cycle through a pipelined multiplier.
+
+A multiplier of latency N holds N values at once, so a packet's blocks are
+dealt round-robin to N interleaved accumulators ("lanes"): each cycle the
+lane leaving the multiplier is XORed with the next block and goes back in.
+With all lanes multiplied by H^N the sum over lanes would be off by powers
+of H, so each block picks its factor from the number of blocks still to
+come (the packet's block count is given at `start`):
+    (lane ^ X_i) * H^min(N, m - i + 1)
+Then every block X_i ends up multiplied by H^(m - i + 1), as in GHASH, and
+Y = XOR of the N lanes as they leave the pipeline after the last block.
+That needs exactly N - 1 other blocks between two blocks of one lane, so
+the multiplier only advances on a block (clock enable) or while the lanes
+drain. Blocks are registered once on the way in, so the enable comes from
+a flip-flop rather than from the sequencer's handshake logic.
+
+`h` holds H^1..H^N (byte-lane blocks, H^1 in the low 128 bits), read once
+at `start`. `start` only when `busy` is low. Interface otherwise as
+ghash.GHASH: `i` byte-lane blocks, `y` valid when `busy` is low.
+"""
+
+from amaranth.hdl import Array, EnableInserter, Module, Mux, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .gf import reflect_bytes
+from .gf_mul_pipe import GFMulPipe
+
+
+class GHASHPipe(wiring.Component):
+    def __init__(self, latency=3):
+        self.lanes = latency
+        super().__init__({
+            "i": In(stream.Signature(128)),
+            "start": In(1),
+            "n_blocks": In(14),          # blocks of this packet (>= 1), at `start`
+            "h": In(128 * latency),
+            "y": Out(128),
+            "busy": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        n = self.lanes
+        mul = GFMulPipe(n)
+        pw = Array(Signal(128, name=f"hpow{k + 1}") for k in range(n))   # H^(k+1)
+        rem = Signal(14)         # blocks of the packet still to come
+        drain = Signal(range(n + 1))
+        acc = Signal(128)        # XOR of the lanes leaving after the last block
+        # input register
+        x_r = Signal(128)
+        v_r = Signal()
+        last_r = Signal()
+        k_r = Signal(range(n))   # the block's factor is H^(k_r + 1)
+
+        m.d.comb += self.i.ready.eq(~self.start)
+        take = self.i.valid & self.i.ready & (rem != 0)
+        m.d.sync += v_r.eq(take)
+        with m.If(take):
+            m.d.sync += [x_r.eq(reflect_bytes(self.i.payload)), last_r.eq(rem == 1),
+                         k_r.eq(Mux(rem > n, n, rem) - 1)]
+
+        en = v_r | (drain != 0)
+        m.submodules.mul = EnableInserter(en)(mul)
+        # while draining, the lane leaving belongs to the finished packet: the
+        # next packet's lanes start from zero
+        fb = Mux(drain != 0, 0, mul.o)
+        m.d.comb += [mul.a.eq(fb ^ Mux(v_r, x_r, 0)), mul.b.eq(pw[k_r])]
+
+        with m.If(self.start):
+            m.d.sync += [pw[j].eq(reflect_bytes(self.h[128 * j:128 * j + 128]))
+                         for j in range(n)]
+            m.d.sync += rem.eq(self.n_blocks)
+        with m.Elif(take):
+            m.d.sync += rem.eq(rem - 1)
+        with m.If(drain != 0):
+            m.d.sync += [drain.eq(drain - 1), acc.eq(acc ^ mul.o)]
+        with m.If(v_r & last_r):
+            m.d.sync += [drain.eq(n), acc.eq(0)]
+        m.d.comb += [self.busy.eq((rem != 0) | v_r | (drain != 0)),
+                     self.y.eq(reflect_bytes(acc))]
+        return m
