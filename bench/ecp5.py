@@ -65,7 +65,7 @@ def run_tool(cmd, timeout, log) -> float:
 
 
 def synthesize(core, folder: Path, nextpnr_flags: list[str], freq_mhz: float,
-               timeout: int = 600, fresh: bool = False) -> dict:
+               timeout: int = 600, fresh: bool = False, extra_flags: list[str] = ()) -> dict:
     """Synthesize and place-and-route `core` inside a ScanShell in `folder`."""
     from amaranth.back import verilog
 
@@ -73,6 +73,7 @@ def synthesize(core, folder: Path, nextpnr_flags: list[str], freq_mhz: float,
     shell = ScanShell(core)
     text = verilog.convert(shell, name="synth_top", emit_src=False)
     res = {"target_mhz": freq_mhz, "shell_ffs": shell.shell_ffs}
+    nextpnr_flags = [*nextpnr_flags, *extra_flags]     # e.g. --router router2
     digest = hashlib.sha256((text + repr((nextpnr_flags, freq_mhz))).encode()).hexdigest()
     cache = folder / "result.json"
     if not fresh and cache.exists():

@@ -19,7 +19,8 @@ H = E(K, 0^128) is computed once per key slot when the key is written.
 
 Configurations (one design, parameters only):
   compact: 64-bit stream, 3-unit AES ring of 2-cycle rounds, GHASH 32-bit digits
-  wide:    128-bit stream, 14-stage AES pipeline, single-cycle GHASH
+  wide:    128-bit stream, 14-stage AES pipeline of 2-cycle rounds, GHASH
+           through a 3-cycle pipelined multiplier (3 interleaved lanes)
 """
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
@@ -43,8 +44,8 @@ CONFIGS = {
     # pipelined GHASH, N-cycle multiplier, N lanes, H^1..H^N kept per slot
     "compact": dict(width=64, units=3, round_latency=2, digit=32, ghash_latency=0,
                     n_slots=16, ksq_depth=8),
-    "wide": dict(width=128, units=14, round_latency=1, digit=128, ghash_latency=3,
-                 n_slots=16, ksq_depth=32),
+    "wide": dict(width=128, units=14, round_latency=2, digit=128, ghash_latency=3,
+                 n_slots=16, ksq_depth=64),
 }
 
 MODE_ENCRYPT, MODE_DECRYPT, MODE_GMAC, MODE_GMAC_VERIFY = 0, 1, 2, 3

@@ -3,9 +3,10 @@
 The product A*H is built by Horner's rule over `digit`-bit digits of A, top
 digit first: Z <- Z*x^d + A_j*H (mod P). Each step is a d x 128 carry-less
 product plus two small reductions, so the logic grows with `digit` and a block
-takes 1 + 128/digit cycles. digit=32 is the compact choice (5 cycles per block,
-the rate of the compact AES ring for AES-128); digit=128 is a fully
-parallel multiplier (1 block per cycle) for the wide configuration.
+takes 128/digit cycles (the next block waits in an input register meanwhile).
+digit=32 is the compact choice (4 cycles per block, the rate of the compact
+AES ring for AES-128); digit=128 is a fully parallel single-cycle multiplier
+(kept for reference; the wide configuration uses ghash_pipe.GHASHPipe).
 
 Blocks come in as byte-lane blocks (hw/stream.py order); `start` clears Y and
 loads H (also byte-lane order) for a new packet. `y` is Y in byte-lane order,
@@ -38,34 +39,48 @@ class GHASH(wiring.Component):
         steps = 128 // d
         hpoly = Signal(128)
         z = Signal(128)          # running product / finished Y
-        a = Signal(128)          # remaining digits of (Y xor X), top digit first
-        cnt = Signal(range(steps + 1))
 
         def step(zv, digit_v):
             shifted = Cat(Const(0, d), zv)            # z * x^d, 128+d bits
             return gf_reduce(m, shifted, "zx") ^ gf_reduce(m, clmul(digit_v, hpoly), "dh")
 
-        m.d.comb += [self.busy.eq(cnt != 0), self.y.eq(reflect_bytes(z)),
-                     self.i.ready.eq((cnt == 0) & ~self.start)]
-        accept = self.i.valid & self.i.ready
-        av = z ^ reflect_bytes(self.i.payload)
-        first = Signal()
+        m.d.comb += self.y.eq(reflect_bytes(z))
         if d == 128:
             # single cycle: multiply straight from the incoming block
-            nxt = step(Const(0, 128), av)
-        else:
-            # the block is registered first, so the multiplier sits between
-            # flip-flops (aligner and keystream logic stay out of its path);
-            # a block takes 1 + 128/d cycles
-            nxt = step(Mux(first, 0, z), a[128 - d:128])
+            m.d.comb += [self.busy.eq(0), self.i.ready.eq(~self.start)]
+            accept = self.i.valid & self.i.ready
+            with m.If(self.start):
+                m.d.sync += [hpoly.eq(reflect_bytes(self.h)), z.eq(0)]
+            with m.Elif(accept):
+                m.d.sync += z.eq(step(Const(0, 128), z ^ reflect_bytes(self.i.payload)))
+            return m
+
+        # The block is registered first (xr), so the multiplier sits between
+        # flip-flops (aligner and keystream logic stay out of its path). The
+        # first step of a block reads its top digit from z ^ xr, while z is
+        # final, and keeps the rest in `a`; the next block can wait in xr
+        # meanwhile, so a block takes 128/d cycles.
+        xr = Signal(128)
+        pend = Signal()          # xr holds a block not yet started
+        a = Signal(128)          # remaining digits of (Y xor X), top digit first
+        cnt = Signal(range(steps))   # steps still to do for the current block
+        begin = pend & (cnt == 0)
+        v = z ^ xr
+        nxt = step(Mux(begin, 0, z), Mux(begin, v[128 - d:], a[128 - d:]))
+        m.d.comb += [self.busy.eq(pend | (cnt != 0)),
+                     self.i.ready.eq((~pend | begin) & ~self.start)]
+        accept = self.i.valid & self.i.ready
         with m.If(self.start):
-            m.d.sync += [hpoly.eq(reflect_bytes(self.h)), z.eq(0), cnt.eq(0)]
-        with m.Elif(accept):
-            if d == 128:
-                m.d.sync += z.eq(nxt)
-            else:
-                m.d.sync += [a.eq(av), cnt.eq(steps), first.eq(1)]
-        with m.Elif(cnt != 0):
-            m.d.sync += [z.eq(nxt), a.eq(Cat(Const(0, d), a[0:128 - d]) if d < 128 else 0),
-                         cnt.eq(cnt - 1), first.eq(0)]
+            m.d.sync += [hpoly.eq(reflect_bytes(self.h)), z.eq(0), cnt.eq(0), pend.eq(0)]
+        with m.Else():
+            with m.If(begin):
+                m.d.sync += [z.eq(nxt), a.eq(Cat(Const(0, d), v[:128 - d])),
+                             cnt.eq(steps - 1)]
+            with m.Elif(cnt != 0):
+                m.d.sync += [z.eq(nxt), a.eq(Cat(Const(0, d), a[:128 - d])),
+                             cnt.eq(cnt - 1)]
+            with m.If(accept):
+                m.d.sync += [xr.eq(reflect_bytes(self.i.payload)), pend.eq(1)]
+            with m.Elif(begin):
+                m.d.sync += pend.eq(0)
         return m

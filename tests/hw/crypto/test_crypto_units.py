@@ -127,10 +127,11 @@ def test_ghash_multiplier(digit):
     run(dut, bench)
 
 
-@pytest.mark.parametrize("units", [3, 2])
-def test_aes_core_ring(units):
-    # ring of `units` 2-cycle rounds: AES-128 then AES-256 blocks (key size
-    # changes drain the ring), responses in order with their tags
+@pytest.mark.parametrize("units", [3, 2, 14])
+def test_aes_core(units):
+    # ring of `units` 2-cycle rounds (or the 14-stage pipeline of them):
+    # AES-128 then AES-256 blocks (key size changes drain a ring), responses
+    # in order with their tags
     from latchnic.hw.crypto.aes_core import AESCore
     dut = AESCore(units=units, n_slots=4, tag_bits=4, round_latency=2)
     rng = random.Random(units)
