@@ -6,9 +6,9 @@ talks to a `Backend`. Backends:
   - `model_backend.ModelBackend`: the reference model in this process;
   - `remote_backend.RemoteBackend`: a device served on a Unix control socket
     (`latchnic nic`, which itself runs a ModelBackend);
-  - the register-level backend (AXI4-Lite register map of the gateware,
-    declared in hw/) is built with the policy core and slots in here: it
-    implements these same methods as register accesses.
+  - `register_backend.RegisterBackend`: the gateware's AXI4-Lite register
+    map (hw/regmap.py) over a bus (driver/buses.py): a board's mmap window,
+    or the simulated core in the cocotb tests.
 
 Operations take the configuration module's typed objects (Peer, SA, SpdRule,
 Template, Config) and refuse with BackendError, leaving the device unchanged.

@@ -11,7 +11,7 @@
 
 `add` arguments are the configuration file's field names and values and go
 through the same entry parser as a file. Every listing takes -j (JSON). The
-device is the control socket given by --device or $LATCHNIC_DEVICE. Errors
+device (--device or $LATCHNIC_DEVICE) is a control socket or mmap:PATH[@OFFSET]. Errors
 name the bad argument, exit with status 2 and change nothing.
 """
 
@@ -187,7 +187,8 @@ def _latch_show(args, dev):
         print(f"    qop      {l['qop']}")
         print(f"    state    {l['state']}")
         print(f"    template {l['template']}")
-        print(f"    created  {l['created_ns']} ns")
+        if "created_ns" in l:                # the gateware records no creation time
+            print(f"    created  {l['created_ns']} ns")
         print(f"    packets  in {l['packets']['in']} out {l['packets']['out']}")
         print(f"    bytes    in {l['bytes']['in']} out {l['bytes']['out']}")
         print(f"    drops    {l['drops']}")
@@ -219,8 +220,9 @@ def _caps(args, dev):
 
 
 def event_line(e: dict) -> str:
+    flow = f"{e['flow']} " if "flow" in e else ""     # gateware events carry no flow
     return (f"[{e['time_ns']}] latch {e['slot']} {e['old']} -> {e['new']} ({e['cause']}) "
-            f"{e['flow']} peer {e['peer']}")
+            f"{flow}peer {e['peer']}")
 
 
 def _monitor(args, dev):
@@ -253,8 +255,9 @@ def _apply(args, dev):
 # ---------------------------------------------------------------- parsers
 
 def _common(p: argparse.ArgumentParser, path: str, func, json_flag=True):
-    p.add_argument("--device", metavar="SOCKET",
-                   help="the device's control socket (default: $LATCHNIC_DEVICE)")
+    p.add_argument("--device", metavar="ADDRESS",
+                   help="the device: a control socket path, or mmap:PATH[@OFFSET] for a "
+                        "board's register window (default: $LATCHNIC_DEVICE)")
     if json_flag:
         p.add_argument("-j", "--json", action="store_true", help="JSON output")
     p.set_defaults(func=func, cmd_path=path, json=False)

@@ -111,9 +111,53 @@ class RemoteBackend(Backend):
         return self._call("caps")
 
 
+MMAP_PREFIX = "mmap:"
+
+
+def state_path_for(path: str, offset: int) -> str:
+    """Where the register backend keeps its host-side tables between CLI
+    runs: $LATCHNIC_STATE, else next to a regular file, else under
+    /run/latchnic (a device node such as /dev/uio0)."""
+    if os.environ.get("LATCHNIC_STATE"):
+        return os.environ["LATCHNIC_STATE"]
+    if os.path.isfile(path):
+        return f"{path}@{offset:#x}.latchnic-state.json"
+    os.makedirs("/run/latchnic", mode=0o700, exist_ok=True)
+    return f"/run/latchnic/{path.strip('/').replace('/', '_')}@{offset:#x}.json"
+
+
+def open_mmap(address: str) -> Backend:
+    """`mmap:PATH[@OFFSET]`: the core's register window mapped from PATH at
+    byte OFFSET (decimal or 0x...): a UIO device, /dev/mem, or a file."""
+    from .buses import BusError, MmapBus
+    from .register_backend import RegisterBackend
+
+    spec = address[len(MMAP_PREFIX):]
+    path, _, off = spec.partition("@")
+    if not path:
+        raise DeviceUnreachable(f"bad device address {address!r}: expected mmap:PATH[@OFFSET]")
+    try:
+        offset = int(off, 0) if off else 0
+    except ValueError:
+        raise DeviceUnreachable(f"bad device address {address!r}: offset {off!r} is not a number") from None
+    try:
+        bus = MmapBus(path, offset)
+    except BusError as e:
+        raise DeviceUnreachable(f"cannot reach device at {address}: {e}") from None
+    try:
+        return RegisterBackend(bus, tick_ns=int(os.environ.get("LATCHNIC_TICK_NS", 1_000_000)),
+                               state_path=state_path_for(path, offset))
+    except BaseException:
+        bus.close()
+        raise
+
+
 def open_device(path: str | None = None) -> Backend:
-    """The device named by a control-socket path (default: $LATCHNIC_DEVICE)."""
+    """The device named by an address (default: $LATCHNIC_DEVICE): a control
+    socket path, or `mmap:PATH[@OFFSET]` for the register map of a board."""
     path = path or os.environ.get("LATCHNIC_DEVICE")
     if not path:
         raise DeviceUnreachable("no device: give --device PATH or set LATCHNIC_DEVICE")
+    if path.startswith(MMAP_PREFIX):
+        return open_mmap(path)
     return RemoteBackend(path)
