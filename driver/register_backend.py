@@ -20,8 +20,9 @@ the PAD's pinned indexes, an SA's sequence number) use TBL_COMMIT op read,
 which writes only TBL_COMMIT and changes no table.
 
 What the hardware does not hold is left out of listings rather than
-invented: per-latch created_ns/packets/bytes/drops, per-SA packets/bytes/
-drops, an event's flow (the event FIFO carries slot and peer).
+invented: a latch's created_ns, an SA's drops by reason (the hardware keeps
+one total: `drops_total`), an event's flow (the FIFO carries slot and peer).
+docs/driver.md, "The register-level backend", has the whole list.
 """
 
 from __future__ import annotations
