@@ -38,6 +38,7 @@ from .ghash import GHASH
 from .ghash_pipe import GHASHPipe
 from .h_powers import HPowers
 from .key_expand import KeyExpand, key_layout
+from .length_check import LengthCheck
 
 CONFIGS = {
     # ghash_latency 0: digit-serial GHASH (`digit` bits per step); N > 0:
@@ -63,7 +64,8 @@ def cmd_layout(slot_bits):
     })
 
 
-tag_layout = data.StructLayout({"tag": 128, "ok": 1})
+# len_err: the packet's stream length did not match its command (ok is 0)
+tag_layout = data.StructLayout({"tag": 128, "ok": 1, "len_err": 1})
 
 TAG_KS, TAG_H = 0, 1
 
@@ -92,6 +94,7 @@ class GCMEngine(wiring.Component):
             "i": In(packet_signature(self.width)),
             "o": Out(packet_signature(self.width)),
             "tag": Out(stream.Signature(tag_layout)),
+            "len_errors": Out(16),     # packets with a length mismatch (saturating)
         })
 
     def elaborate(self, platform):
@@ -110,6 +113,10 @@ class GCMEngine(wiring.Component):
         m.submodules.ksq = ksq = SyncFIFOBuffered(width=128, depth=self.ksq_depth)
         m.submodules.seqq = seqq = SyncFIFOBuffered(width=cmd_layout(sb).size, depth=4)
         m.submodules.ingb = ingb = BlockAligner(lanes)
+        # stream packet lengths against the commands (length_check.py)
+        m.submodules.lenq = lenq = SyncFIFOBuffered(width=18, depth=4)
+        m.submodules.lchk = lchk = LengthCheck(lanes)
+        m.submodules.errq = errq = SyncFIFOBuffered(width=1, depth=4)
         m.submodules.outgb = outgb = BeatPacker(lanes)
 
         # ---- key loading: expand into the core, then H = E(K, 0) into hmem ----
@@ -156,7 +163,11 @@ class GCMEngine(wiring.Component):
         ks_pop = Signal()
 
         # a packet for the slot being (re)keyed waits; other slots flow on
-        m.d.comb += self.cmd.ready.eq(~g_valid & seqq.w_rdy & ~(h_busy & (cmd.slot == ld_slot)))
+        m.d.comb += self.cmd.ready.eq(~g_valid & seqq.w_rdy & lenq.w_rdy &
+                                      ~(h_busy & (cmd.slot == ld_slot)))
+        m.d.comb += [lenq.w_en.eq(self.cmd.valid & self.cmd.ready),
+                     lenq.w_data.eq(cmd.aad_len + cmd.payload_len +
+                                    Mux(cmd.decrypt, cmd.icv_len, 0))]
         m.d.comb += [seqq.w_data.eq(cmd.as_value()),
                      seqq.w_en.eq(self.cmd.valid & self.cmd.ready)]
         with m.If(self.cmd.valid & self.cmd.ready):
@@ -189,9 +200,15 @@ class GCMEngine(wiring.Component):
 
         # ---- input stream -> block aligner (bytes located by packet offset;
         # the command's lengths, not keep/last, say where segments end) ----
-        m.d.comb += [ingb.push_valid.eq(self.i.valid),
-                     ingb.push_data.eq(self.i.payload.data),
-                     self.i.ready.eq(ingb.push_ready)]
+        m.d.comb += [lchk.length.valid.eq(lenq.r_rdy), lchk.length.payload.eq(lenq.r_data),
+                     lenq.r_en.eq(lchk.length.ready),
+                     lchk.i_valid.eq(self.i.valid), lchk.i_data.eq(self.i.payload.data),
+                     lchk.i_keep.eq(self.i.payload.keep), lchk.i_last.eq(self.i.payload.last),
+                     self.i.ready.eq(lchk.i_ready),
+                     ingb.push_valid.eq(lchk.o_valid), ingb.push_data.eq(lchk.o_data),
+                     lchk.o_ready.eq(ingb.push_ready),
+                     errq.w_data.eq(lchk.err.payload), errq.w_en.eq(lchk.err.valid),
+                     lchk.err.ready.eq(errq.w_rdy)]
 
         # ---- beat packer -> output stream ----
         o_first = Signal(init=1)
@@ -303,12 +320,17 @@ class GCMEngine(wiring.Component):
                     m.next = "FIN"
             with m.State("FIN"):
                 # all ICV bytes are compared at once: no data-dependent timing
-                with m.If(~gh.busy & ~tag_valid & outgb.push_ready):
+                # a length mismatch fails the packet whatever its mode
+                with m.If(~gh.busy & ~tag_valid & outgb.push_ready & errq.r_rdy):
                     m.d.comb += [outgb.push_valid.eq(1), outgb.push_eop.eq(1),
                                  outgb.push_data.eq(Mux(c.decrypt, 0, full_tag)),
                                  outgb.push_n.eq(Mux(c.decrypt, 0, c.icv_len)),
-                                 ingb.align.eq(1), seqq.r_en.eq(1)]
+                                 ingb.align.eq(1), seqq.r_en.eq(1), errq.r_en.eq(1)]
                     m.d.sync += [tag_valid.eq(1), tag_out.tag.eq(full_tag),
-                                 tag_out.ok.eq(~c.decrypt | ((full_tag ^ icv) == 0))]
+                                 tag_out.len_err.eq(errq.r_data),
+                                 tag_out.ok.eq(~errq.r_data &
+                                               (~c.decrypt | ((full_tag ^ icv) == 0)))]
+                    with m.If(errq.r_data & (self.len_errors != 0xffff)):
+                        m.d.sync += self.len_errors.eq(self.len_errors + 1)
                     m.next = "IDLE"
         return m

@@ -28,6 +28,7 @@ class GCMAxisTop(wiring.Component):
             "cmd_data": In(cmd_layout(sb).size), "cmd_valid": In(1), "cmd_ready": Out(1),
             "key_data": In(key_layout(sb).size), "key_valid": In(1), "key_ready": Out(1),
             "tag_data": Out(tag_layout.size), "tag_valid": Out(1), "tag_ready": In(1),
+            "len_errors": Out(16),
         })
 
     def elaborate(self, platform):
@@ -48,6 +49,6 @@ class GCMAxisTop(wiring.Component):
             e.key.payload.as_value().eq(self.key_data), e.key.valid.eq(self.key_valid),
             self.key_ready.eq(e.key.ready),
             self.tag_data.eq(e.tag.payload.as_value()), self.tag_valid.eq(e.tag.valid),
-            e.tag.ready.eq(self.tag_ready),
+            e.tag.ready.eq(self.tag_ready), self.len_errors.eq(e.len_errors),
         ]
         return m

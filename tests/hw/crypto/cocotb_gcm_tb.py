@@ -2,7 +2,7 @@
 
 Work comes from the environment (set by test_crypto_gcm.py):
   LATCHNIC_GCM_CONFIG   compact | wide
-  LATCHNIC_GCM_JOB      cavp | diff
+  LATCHNIC_GCM_JOB      cavp | diff | lenerr (diff with mismatched stream lengths)
   LATCHNIC_CAVP_FILES   comma-separated CAVP file names (cavp)
   LATCHNIC_CAVP_STRIDE  take every Nth 96-bit-IV vector (1 = all)
   LATCHNIC_DIFF_SEED, LATCHNIC_DIFF_COUNT, LATCHNIC_DIFF_MAXLEN (diff)
@@ -56,6 +56,7 @@ class Packet:
         self.mode, self.icv_len, self.icv = mode, icv_len, icv
         self.exp_out, self.exp_tag, self.exp_ok = exp_out, exp_tag, exp_ok
         self.slot = None
+        self.sent = None        # bytes to send instead (length mismatch tests)
 
     @property
     def decrypt(self):
@@ -66,6 +67,8 @@ class Packet:
         return self.mode in ("gmac", "gmac_verify")
 
     def input_bytes(self):
+        if self.sent is not None:
+            return self.sent
         return self.aad + self.text + (self.icv if self.decrypt else b"")
 
 
@@ -166,6 +169,9 @@ class TB:
             got_tag = tag["tag"].to_bytes(16, "little")
             what = f"packet {n} ({pkt.mode}, key {len(pkt.key) * 8}, aad {len(pkt.aad)}, " \
                    f"text {len(pkt.text)}, icv {pkt.icv_len})"
+            if bool(tag["len_err"]) != (pkt.sent is not None):
+                errors.append(f"{what}: len_err={tag['len_err']}, sent "
+                              f"{len(pkt.input_bytes())} bytes")
             if bool(tag["ok"]) != pkt.exp_ok:
                 errors.append(f"{what}: ok={tag['ok']} expected {pkt.exp_ok}")
             if pkt.exp_out is not None and got != pkt.exp_out:
@@ -248,6 +254,28 @@ def diff_packets(rng):
     return packets
 
 
+def corrupt_lengths(packets, rng):
+    """Send a third of the packets (those with input bytes) shorter or longer
+    than their command says; those must fail with len_err, and the packets
+    after them must still come out right. Returns how many were corrupted."""
+    bad = 0
+    for p in packets:
+        data = p.input_bytes()
+        if not data or rng.random() > 0.33:
+            continue
+        delta = rng.choice([-1, -8, -17, -len(data) + 1, 1, 9, 40])
+        if delta < 0:
+            p.sent = data[:max(1, len(data) + delta)]
+        else:
+            p.sent = data + rng.randbytes(delta)
+        if p.sent == data:      # a one-byte packet cannot be cut shorter
+            p.sent = None
+            continue
+        p.exp_ok, p.exp_out, p.exp_tag = False, None, None
+        bad += 1
+    return bad
+
+
 @cocotb.test()
 async def run_job(dut):
     stall = os.environ.get("LATCHNIC_STALL", "0") == "1"
@@ -260,6 +288,8 @@ async def run_job(dut):
     else:
         packets = diff_packets(tb.rng)
         assign_slots(packets, tb.cfg.n_slots, tb.rng)
+    if job == "lenerr":
+        bad = corrupt_lengths(packets, tb.rng)
     start = cocotb.utils.get_sim_time("ns") if hasattr(cocotb, "utils") else 0
     cocotb.start_soon(tb.drive(packets))
     errors = await tb.check(packets)
@@ -267,3 +297,5 @@ async def run_job(dut):
     dut._log.warning("%s: %d packets, %d bytes, %d errors", job, len(packets), nbytes, len(errors))
     assert not errors, "\n".join(errors[:10])
     assert tb.tags.empty()
+    if job == "lenerr":
+        assert int(dut.len_errors.value) == bad, (int(dut.len_errors.value), bad)

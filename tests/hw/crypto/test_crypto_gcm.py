@@ -45,6 +45,19 @@ def test_differential_stalls(config):
          LATCHNIC_DIFF_COUNT=40, LATCHNIC_DIFF_MAXLEN=9000, LATCHNIC_STALL=1)
 
 
+@pytest.mark.parametrize("config", ["compact"])
+def test_length_mismatch(config):
+    _run(config, "len_err", LATCHNIC_GCM_JOB="lenerr", LATCHNIC_DIFF_SEED=3,
+         LATCHNIC_DIFF_COUNT=40, LATCHNIC_DIFF_MAXLEN=600, LATCHNIC_STALL=1)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config", ["compact", "wide"])
+def test_length_mismatch_long(config):
+    _run(config, "len_err_long", LATCHNIC_GCM_JOB="lenerr", LATCHNIC_DIFF_SEED=4,
+         LATCHNIC_DIFF_COUNT=200, LATCHNIC_DIFF_MAXLEN=3000, LATCHNIC_STALL=1)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("config", ["compact", "wide"])
 @pytest.mark.parametrize("fname", CAVP_FILES)
