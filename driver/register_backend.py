@@ -414,10 +414,10 @@ class RegisterBackend(Backend):
                 raise BackendError(f"no peer named {template.peer!r}")
             if len(self.tpl) >= self.cap_templates:
                 raise BackendError(f"template table full ({self.cap_templates})")
+            tid = self.next_tid
             tpls = list(self.tpl.values()) + [template]
             self._run(prog.template_writes(tpls, self.pad.index, self.cap_templates,
-                                           start=len(tpls) - 1))
-            tid = self.next_tid
+                                           start=len(tpls) - 1, ids=list(self.tpl) + [tid]))
             self.next_tid += 1
             self.tpl[tid] = template
             self._save_state()
@@ -432,7 +432,7 @@ class RegisterBackend(Backend):
             rest = dict(self.tpl)
             del rest[tid]
             self._run(prog.template_writes(list(rest.values()), self.pad.index, self.cap_templates,
-                                           start=pos))
+                                           start=pos, ids=list(rest)))
             self.tpl = rest
             self._save_state()
 
@@ -488,7 +488,6 @@ class RegisterBackend(Backend):
     def latches(self) -> list[dict]:
         with self.lock:
             out = []
-            tids = list(self.tpl)
             for slot, e in self._live_entries():
                 f = e["flow"]
                 ports = f["ports_valid"]
@@ -497,17 +496,24 @@ class RegisterBackend(Backend):
                 q = e["qop"]
                 qop = QoP("ah" if q["ah"] else "esp", "tunnel" if q["tunnel"] else "transport",
                           bool(q["encrypts"]), 256 if q["key256"] else 128, ICV_BYTES.get(q["icv"], 0))
-                # the hardware records the template's position at clone time;
-                # the id shown is the one at that position now
-                tpos = e["template"]
                 out.append({"slot": slot, "flow": flow_text(flow), **flow_fields(flow),
                             "peer": self.pad.name_of(e["peer"]), "peer_index": e["peer"],
                             "qop": str(qop), "state": STATE_NAMES[e["state"]],
-                            "template": tids[tpos] if tpos < len(tids) else None,
+                            "template": self._template_id(e["template"]),
                             **self._ctr(slot, True),
                             "deadline_tick": e["deadline"] if e["timed"] else None})
             self._collect()
             return out
+
+    def _template_id(self, low: int) -> int:
+        """A latch records the low 8 bits of its template's id: the id is the
+        template's with those bits if it is still installed, else the latest
+        id given out with them (exact until 256 more templates were added)."""
+        for tid in self.tpl:
+            if tid & 0xFF == low:
+                return tid
+        below = [t for t in range(low, self.next_tid, 256)]
+        return below[-1] if below else low
 
     def release_latch(self, slot: int):
         with self.lock:
