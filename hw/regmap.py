@@ -79,6 +79,7 @@ class Params:
     replay_window_default: int = 64
     event_depth: int = 64
     spd_rows: int = 2          # RAM rows per SPD rule (2: half the EBRs, 2 cycles per rule)
+    pad_claims: int = 64       # PAD claim entries (address ranges), all peers together
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,7 @@ def _caps_values(p: Params) -> dict[str, int]:
         "CAPS_CRYPTO": alg_bits | (0b11 << 4) | (0b11 << 6) | (0b111 << 8) | (1 << 11),
         "CAPS_REPLAY": p.replay_window_max | (p.replay_window_default << 16),
         "CAPS_MISC": len(REASONS) | (p.event_depth << 8) | (STAGE_WORDS << 24),
+        "CAPS_CLAIMS": p.pad_claims,
     }
 
 
@@ -167,6 +169,9 @@ def _build() -> tuple[Register, ...]:
            F("event_depth", 8, 16, "event FIFO entries"),
            F("stage_words", 24, 8, "TBL_STAGE words")), const="CAPS_MISC", group=g),
         R("SCRATCH", 0x020, "rw", "Free for the driver (bus test).", (F("value", 0, 32, ""),), group=g),
+        R("CAPS_CLAIMS", 0x028, "ro", "PAD claims table size (TBL_COMMIT table `pad`).",
+          (F("claims", 0, 16, "claim entries (address ranges) for all peers together"),),
+          const="CAPS_CLAIMS", group=g),
     ]
     g = "Control"
     regs += [
@@ -233,6 +238,30 @@ def _build() -> tuple[Register, ...]:
         regs.append(R(f"DROP_{reason.upper()}", 0x400 + 4 * code, "ro",
                       f"Drops with reason code {code} `{reason}`: {text}.",
                       (F("count", 0, 32, ""),), group=g))
+    g = "Per-SA and per-latch counters"
+    regs += [
+        R("CTR_READ", 0x500, "wo", "Copy the counters of one SA or latch into CTR_*: the core copies "
+          "them between frames and holds the bus until done, so the next read sees them. An SA "
+          "counts in the direction it protects (inbound SA: *_IN, outbound SA: *_OUT). Counters "
+          "restart at 0 when the SAD entry is written and when a latch is cloned into the slot; "
+          "CTRL.clear_counters does not clear them. An index outside the table reads 0.",
+          (F("index", 0, 16, "SAD slot or latch slot"),
+           F("latch", 16, 1, "0: SA counters, 1: latch counters")), group=g),
+        R("CTR_PACKETS_IN", 0x504, "ro", "Inbound packets delivered (decapsulated) by the SA / on the latch.",
+          (F("count", 0, 32, ""),), group=g),
+        R("CTR_PACKETS_OUT", 0x508, "ro", "Outbound packets sent (encapsulated) by the SA / on the latch.",
+          (F("count", 0, 32, ""),), group=g),
+        R("CTR_BYTES_IN_LO", 0x50C, "ro", "Inbound inner IP payload bytes, bits 31..0 (48-bit count).",
+          (F("count", 0, 32, ""),), group=g),
+        R("CTR_BYTES_IN_HI", 0x510, "ro", "Inbound inner IP payload bytes, bits 47..32.",
+          (F("count", 0, 16, ""),), group=g),
+        R("CTR_BYTES_OUT_LO", 0x514, "ro", "Outbound IP payload bytes before encapsulation, bits 31..0.",
+          (F("count", 0, 32, ""),), group=g),
+        R("CTR_BYTES_OUT_HI", 0x518, "ro", "Outbound IP payload bytes before encapsulation, bits 47..32.",
+          (F("count", 0, 16, ""),), group=g),
+        R("CTR_DROPS", 0x51C, "ro", "Frames dropped that named this SA / this latch (every reason; "
+          "the DROP_* registers count per reason).", (F("count", 0, 32, ""),), group=g),
+    ]
     return tuple(regs)
 
 

@@ -14,13 +14,20 @@ It decides exactly as `latchnic.sim.device.ModelDevice` does for
   cloning from templates with expected peer, fail-closed on a full set,
   TCP FIN/RST/SYN and UDP idle timers), and
 * inbound clear-text frames (latch_broken / latch_clear, SPD in-rules),
-* inbound ESP/AH up to the ICV: fragment, header checks, SAD lookup (no_sa),
-  anti-replay check (replay); a frame that passes leaves with action CRYPTO,
-  its SA and full sequence number: the ICV, the window update after it and
-  the checks on the inner packet belong to the crypto path (not built here).
+* inbound ESP/AH in two passes. First pass (the ESP/AH frame): fragment,
+  header checks, SAD lookup (no_sa), anti-replay check (replay); a frame
+  that passes leaves with action CRYPTO, its SA and full sequence number.
+  The crypto path verifies the ICV, decapsulates and sends the inner frame
+  back with `meta.decap` (SA, sequence number, DecapStatus). Second pass:
+  icv / malformed / bad_padding as the crypto path says, anti-replay window
+  update (after a re-check: fail closed if another frame of the same number
+  got there first), the inner packet's parse, then latch enforcement
+  (latch_broken / latch_peer / latch_qop) or SPD in-rules (spd_mismatch),
+  the PAD claim check (pad_claim), cloning from templates, TCP/UDP timers.
+Per-SA and per-latch packet/byte/drop counters live in block RAM (CTR_READ).
 
 Frames are decided one at a time (no overlap between frames yet). `meta`
-(direction, timer tick) is queued at each frame's first beat.
+(direction, timer tick, decap result) is queued at each frame's first beat.
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
@@ -34,6 +41,7 @@ from latchnic.hw.stream import packet_signature
 from latchnic.sim.drops import REASON_CODES
 
 from .latch_table import LatchState, LatchTable, Op, entry_layout
+from .pad import PadClaims, claim_layout
 from .parser import HeaderParser, Status
 from .program import sa_layout, sad_stage_layout
 from .replay import ReplayOp, ReplayWindows
@@ -73,7 +81,26 @@ event_layout = data.StructLayout({
     "time": 32, "slot": 16, "peer": 8, "old": LatchState, "new": LatchState, "cause": 6,
 })
 
-meta_layout = data.StructLayout({"inbound": 1, "now": 32})
+class DecapStatus(enum.Enum, shape=3):
+    """What the crypto path found in an inbound ESP/AH frame (second pass)."""
+    OK = 0            # ICV verified, trailer fine: the inner frame follows
+    ICV_FAIL = 1      # drop `icv`; the window does not move
+    MALFORMED = 2     # refused before the ICV (too short for the SA's ICV, bad AH
+                      # IPv4 option lengths): `malformed`, the window does not move
+    BAD_PADDING = 3   # ICV verified, ESP pad length/bytes wrong: window moves, `bad_padding`
+    BAD_INNER = 4     # ICV verified, tunnel next header not IPv4/IPv6 or not the
+                      # inner packet's version: window moves, `malformed`
+
+
+# decap = 1: the frame is the decapsulated inner frame of an inbound ESP/AH
+# frame whose first pass said CRYPTO (always inbound); sa, seq (the full
+# sequence number the first pass gave) and status come from the crypto path
+meta_layout = data.StructLayout({"inbound": 1, "now": 32, "decap": 1, "sa": 16, "seq": 64,
+                                 "status": DecapStatus})
+
+# per-SA and per-latch counters (an SA counts in its own direction)
+ctr_layout = data.StructLayout({"packets_in": 32, "packets_out": 32, "bytes_in": 48,
+                                "bytes_out": 48, "drops": 32})
 
 R = REASON_CODES
 TCP_FIN, TCP_SYN, TCP_RST, TCP_ACK = 0x01, 0x02, 0x04, 0x10
@@ -118,6 +145,13 @@ class PolicyCore(wiring.Component):
         m.submodules.sadmem = sadmem = Memory(shape=sa_layout, depth=p.sas, init=[])
         sa_wp = sadmem.write_port()
         sa_rp = sadmem.read_port()
+        m.submodules.pad = pad = PadClaims(p.pad_claims)
+        # counters: read-modify-write after each verdict; host reads go
+        # through the FSM too (CTR_READ), so one read port each is enough
+        m.submodules.sactr = sactr = Memory(shape=ctr_layout, depth=p.sas, init=[])
+        m.submodules.lctr = lctr = Memory(shape=ctr_layout, depth=p.latch_capacity, init=[])
+        sactr_wp, sactr_rp = sactr.write_port(), sactr.read_port()
+        lctr_wp, lctr_rp = lctr.write_port(), lctr.read_port()
 
         # frames in; meta queued at each first beat
         wiring.connect(m, wiring.flipped(self.i), parser.i)
@@ -133,6 +167,19 @@ class PolicyCore(wiring.Component):
         with m.If(regs.tbl_commit_stb):
             m.d.sync += commit_pending.eq(1)
         m.d.comb += regs.hold.eq(commit_pending | regs.tbl_commit_stb)
+        ctr_pending = Signal()          # CTR_READ waiting for the FSM
+        ctr_out = Signal(ctr_layout)
+        with m.If(regs.ctr_read_stb):
+            m.d.sync += ctr_pending.eq(1)
+        with m.If(ctr_pending | regs.ctr_read_stb):
+            m.d.comb += regs.hold.eq(1)  # a read after CTR_READ sees its result
+        m.d.comb += [regs.ctr_packets_in.eq(ctr_out.packets_in),
+                     regs.ctr_packets_out.eq(ctr_out.packets_out),
+                     regs.ctr_bytes_in_lo.eq(ctr_out.bytes_in[:32]),
+                     regs.ctr_bytes_in_hi.eq(ctr_out.bytes_in[32:]),
+                     regs.ctr_bytes_out_lo.eq(ctr_out.bytes_out[:32]),
+                     regs.ctr_bytes_out_hi.eq(ctr_out.bytes_out[32:]),
+                     regs.ctr_drops.eq(ctr_out.drops)]
         evt_lost = Signal(16)
         m.d.comb += [
             regs.tbl_commits.eq(commits),
@@ -232,16 +279,19 @@ class PolicyCore(wiring.Component):
             with m.State("IDLE"):
                 with m.If(commit_pending):
                     m.next = "COMMIT"
+                with m.Elif(ctr_pending):
+                    m.next = "CTR_HOST"
                 with m.Elif(parser.o.valid & metaq.r_rdy):
                     m.d.comb += [parser.o.ready.eq(1), metaq.r_en.eq(1)]
                     pm = data.View(meta_layout, metaq.r_data)
                     r = parser.o.payload
                     m.d.sync += [res.eq(r), meta.eq(metaq.r_data), v.eq(0), have_latch.eq(0),
                                  sa_valid.eq(0), lres.eq(0), sres.eq(0), tres.eq(0)]
-                    with m.If(pm.inbound):
-                        m.d.sync += [frames_in.eq(frames_in + 1), flow.local.eq(r.dst),
+                    with m.If(pm.inbound | pm.decap):
+                        # a decapsulated frame was counted at its first pass
+                        m.d.sync += [frames_in.eq(frames_in + ~pm.decap), flow.local.eq(r.dst),
                                      flow.remote.eq(r.src), flow.local_port.eq(r.dport),
-                                     flow.remote_port.eq(r.sport)]
+                                     flow.remote_port.eq(r.sport), meta.inbound.eq(1)]
                     with m.Else():
                         m.d.sync += [frames_out.eq(frames_out + 1), flow.local.eq(r.src),
                                      flow.remote.eq(r.dst), flow.local_port.eq(r.sport),
@@ -264,12 +314,17 @@ class PolicyCore(wiring.Component):
                     with m.Case(TABLES["template"]):
                         m.d.comb += [tpl.w_en.eq(1), tpl.w_index.eq(index),
                                      tpl.w_data.eq(Mux(clear, 0, stage[:rule_layout.size]))]
+                    with m.Case(TABLES["pad"]):
+                        m.d.comb += [pad.w_en.eq(1), pad.w_index.eq(index),
+                                     pad.w_data.eq(Mux(clear, 0, stage[:claim_layout.size]))]
                     with m.Case(TABLES["sad"]):
                         sv = data.View(sad_stage_layout(), stage[:sad_stage_layout().size])
                         m.d.comb += [sa_wp.en.eq(1), sa_wp.addr.eq(index),
                                      sa_wp.data.eq(Mux(clear, 0, sv.sa.as_value())),
                                      sad.w_en.eq(1), sad.w_index.eq(index),
-                                     sad.w_data.eq(Mux(clear, 0, sv.sel.as_value()))]
+                                     sad.w_data.eq(Mux(clear, 0, sv.sel.as_value())),
+                                     # a new SA starts counting from 0 (as the model's new SaState)
+                                     sactr_wp.en.eq(1), sactr_wp.addr.eq(index), sactr_wp.data.eq(0)]
                         with m.If(~clear & sv.sa.valid & ~sv.sa.out):
                             m.d.sync += [rp_init.sa.eq(index), rp_init.seq.eq(sv.sa.seq),
                                          rp_init.esn.eq(sv.sa.esn), rp_init.size.eq(sv.window),
@@ -393,8 +448,24 @@ class PolicyCore(wiring.Component):
                 with m.If(latch.resp.valid):
                     m.next = "IDLE"
 
+            # ---- host read of one SA's or latch's counters (CTR_READ)
+            with m.State("CTR_HOST"):
+                m.d.comb += [sactr_rp.addr.eq(regs.ctr_read[:16]), lctr_rp.addr.eq(regs.ctr_read[:16])]
+                m.next = "CTR_HOST_DATA"
+            with m.State("CTR_HOST_DATA"):
+                is_latch = regs.ctr_read[16]
+                idx = regs.ctr_read[:16]
+                m.d.sync += [ctr_out.eq(0), ctr_pending.eq(0)]
+                with m.If(is_latch & (idx < p.latch_capacity)):
+                    m.d.sync += ctr_out.eq(lctr_rp.data)
+                with m.Elif(~is_latch & (idx < p.sas)):
+                    m.d.sync += ctr_out.eq(sactr_rp.data)
+                m.next = "IDLE"
+
             with m.State("CLASSIFY"):
-                with m.If(res.status == Status.MALFORMED):
+                with m.If(meta.decap):
+                    m.next = "DECAP"
+                with m.Elif(res.status == Status.MALFORMED):
                     drop("malformed")
                 with m.Elif(res.status == Status.UNSUPPORTED):
                     drop("unsupported")
@@ -451,6 +522,88 @@ class PolicyCore(wiring.Component):
                         m.d.sync += [v.action.eq(Verdict.CRYPTO), v.seq.eq(replay.resp.payload.seq)]
                         m.next = "FINISH"
 
+            # ---- inbound second pass: the decapsulated inner frame
+            with m.State("DECAP"):
+                m.d.sync += [sa_idx.eq(meta.sa), sa_valid.eq(1)]
+                with m.If(meta.status == DecapStatus.ICV_FAIL):
+                    drop("icv")                   # the window does not move
+                with m.Elif(meta.status == DecapStatus.MALFORMED):
+                    drop("malformed")
+                with m.Elif((meta.status != DecapStatus.OK) & (meta.status != DecapStatus.BAD_PADDING)
+                            & (meta.status != DecapStatus.BAD_INNER)):
+                    drop("malformed")             # a status the core does not know: fail closed
+                with m.Elif(meta.sa >= p.sas):
+                    m.d.sync += sa_valid.eq(0)
+                    drop("no_sa")
+                with m.Else():
+                    m.next = "DC_SA_READ"
+            with m.State("DC_SA_READ"):
+                m.d.comb += sa_rp.addr.eq(meta.sa)
+                m.next = "DC_SA_GOT"
+            with m.State("DC_SA_GOT"):
+                m.d.sync += sa.eq(sa_rp.data)
+                m.next = "DC_SA_CHECK"
+            with m.State("DC_SA_CHECK"):
+                with m.If(~sa.valid | sa.out):
+                    drop("no_sa")                 # the SA went away between the passes
+                with m.Else():
+                    m.next = "DC_RECHECK"
+            # RFC 4303 3.4.3: update only after the ICV. The first pass checked
+            # already; checking again here keeps a duplicate that overtook
+            # this frame in the crypto path from being delivered twice.
+            with m.State("DC_RECHECK"):
+                m.d.comb += [replay.cmd.valid.eq(1), replay.cmd.payload.op.eq(ReplayOp.CHECK),
+                             replay.cmd.payload.sa.eq(meta.sa), replay.cmd.payload.seq.eq(meta.seq)]
+                with m.If(replay.cmd.ready):
+                    m.next = "DC_RECHECK_WAIT"
+            with m.State("DC_RECHECK_WAIT"):
+                m.d.comb += replay.resp.ready.eq(1)
+                with m.If(replay.resp.valid):
+                    with m.If(~replay.resp.payload.ok | (replay.resp.payload.seq != meta.seq)):
+                        drop("replay")
+                    with m.Else():
+                        m.next = "DC_UPDATE"
+            with m.State("DC_UPDATE"):
+                m.d.comb += [replay.cmd.valid.eq(1), replay.cmd.payload.op.eq(ReplayOp.UPDATE),
+                             replay.cmd.payload.sa.eq(meta.sa), replay.cmd.payload.seq.eq(meta.seq)]
+                with m.If(replay.cmd.ready):
+                    m.next = "DC_UPDATE_WAIT"
+            with m.State("DC_UPDATE_WAIT"):
+                m.d.comb += replay.resp.ready.eq(1)
+                with m.If(replay.resp.valid):
+                    m.next = "DC_INNER"
+            with m.State("DC_INNER"):
+                # the ICV verified: the window moved; now the inner packet
+                with m.If(meta.status == DecapStatus.BAD_PADDING):
+                    drop("bad_padding")
+                with m.Elif(meta.status == DecapStatus.BAD_INNER):
+                    drop("malformed")
+                with m.Elif(res.status == Status.UNSUPPORTED):
+                    drop("unsupported")
+                with m.Elif((res.status != Status.OK) | (res.l3_end != res.frame_len)):
+                    # not IP, or its length disagrees with the ESP/AH payload
+                    drop("malformed")
+                with m.Elif(flow.ports_valid):
+                    m.next = "LATCH"
+                with m.Else():
+                    m.next = "SPD"
+
+            with m.State("PAD"):
+                # PAD child-SA authorisation: may the SA's peer claim the remote address?
+                m.d.comb += [pad.req.valid.eq(1), pad.req.payload.peer.eq(sa.peer),
+                             pad.req.payload.v6.eq(flow.v6), pad.req.payload.addr.eq(flow.remote)]
+                with m.If(pad.req.ready):
+                    m.next = "PAD_WAIT"
+            with m.State("PAD_WAIT"):
+                m.d.comb += pad.resp.ready.eq(1)
+                with m.If(pad.resp.valid):
+                    with m.If(~pad.resp.payload.hit):
+                        drop("pad_claim")
+                    with m.Elif(flow.ports_valid & clone_trigger):
+                        m.next = "TPL"
+                    with m.Else():
+                        m.next = "SEND"
+
             with m.State("LATCH"):
                 m.d.comb += [latch.cmd.valid.eq(1), latch.cmd.payload.op.eq(Op.LOOKUP),
                              latch.cmd.payload.flow.eq(flow), latch.cmd.payload.now.eq(meta.now)]
@@ -477,26 +630,42 @@ class PolicyCore(wiring.Component):
                 m.d.comb += sa_rp.addr.eq(sres.sa)
                 m.next = "SA_GOT"
             with m.State("SA_GOT"):
-                m.d.sync += [sa.eq(sa_rp.data), sa_idx.eq(sres.sa)]
+                with m.If(~meta.decap):           # a decapsulated frame keeps its own SA
+                    m.d.sync += [sa.eq(sa_rp.data), sa_idx.eq(sres.sa)]
                 m.next = "DECIDE"
 
             with m.State("DECIDE"):
                 with m.If(meta.inbound):
-                    # clear text (ESP/AH left in CLASSIFY)
+                    # clear text, or the inner packet of a decapsulated frame
+                    # (its SA in sa / sa_idx); a latched flow skips the SPD
                     with m.If(latched):
                         with m.If(lentry.state == LatchState.BROKEN):
                             drop("latch_broken")
-                        with m.Else():
+                        with m.Elif(~meta.decap):
                             drop("latch_clear")
+                        with m.Elif(sa.peer != lentry.peer):
+                            drop("latch_peer")    # flow stealing: another peer's SA
+                        with m.Elif(~qop_satisfies(sa, lentry.qop)):
+                            drop("latch_qop")
+                        with m.Else():
+                            m.next = "SEND"
                     with m.Elif(~sres.hit):
                         drop("no_policy")
                     with m.Elif(sres.action == Action.DISCARD):
                         drop("spd_discard")
-                    with m.Elif(sres.action == Action.PROTECT):
-                        drop("spd_clear")
+                    with m.Elif(~meta.decap):
+                        with m.If(sres.action == Action.PROTECT):
+                            drop("spd_clear")
+                        with m.Else():
+                            forward()
+                            m.next = "FINISH"
+                    with m.Elif(sres.action == Action.BYPASS):
+                        drop("spd_mismatch")      # protected traffic where none is expected
+                    with m.Elif((sres.pin_sa & (sres.sa != sa_idx))
+                                | (sres.pin_peer & (sres.peer != sa.peer))):
+                        drop("spd_mismatch")
                     with m.Else():
-                        forward()
-                        m.next = "FINISH"
+                        m.next = "PAD"
                 with m.Elif(latched):
                     with m.If(lentry.state == LatchState.BROKEN):
                         drop("latch_broken")
@@ -590,6 +759,8 @@ class PolicyCore(wiring.Component):
                 with m.If(latch.resp.valid):
                     lr = latch.resp.payload
                     m.d.sync += [entry.eq(lr.entry), slot.eq(lr.slot), have_latch.eq(1)]
+                    # a new latch counts from 0
+                    m.d.comb += [lctr_wp.en.eq(1), lctr_wp.addr.eq(lr.slot), lctr_wp.data.eq(0)]
                     event(LatchState.FREE, LatchState.ESTABLISHED, Cause.CLONE, slot_v=lr.slot,
                           peer=sa.peer)
                     m.next = "CLONE_EV"
@@ -598,9 +769,13 @@ class PolicyCore(wiring.Component):
                 m.next = "SEND"
 
             with m.State("SEND"):
-                m.d.comb += [sa_wp.en.eq(1), sa_wp.addr.eq(sa_idx), sa_wp.data.eq(sa),
-                             sa_wp.data.seq.eq(sa.seq + 1)]
-                m.d.sync += [v.action.eq(Verdict.FORWARD), v.seq.eq(sa.seq + 1)]
+                with m.If(meta.inbound):
+                    # delivered decapsulated (its window moved in DC_UPDATE)
+                    m.d.sync += [v.action.eq(Verdict.FORWARD), v.seq.eq(meta.seq)]
+                with m.Else():
+                    m.d.comb += [sa_wp.en.eq(1), sa_wp.addr.eq(sa_idx), sa_wp.data.eq(sa),
+                                 sa_wp.data.seq.eq(sa.seq + 1)]
+                    m.d.sync += [v.action.eq(Verdict.FORWARD), v.seq.eq(sa.seq + 1)]
                 with m.If(have_latch):
                     m.next = "TRACK"
                 with m.Else():
@@ -653,7 +828,31 @@ class PolicyCore(wiring.Component):
                                     m.d.sync += c.eq(c + 1)
                     with m.Elif(v.action == Verdict.FORWARD):
                         m.d.sync += forwarded.eq(forwarded + 1)
-                    m.next = "IDLE"
+                    m.next = "COUNT"
+
+            # per-SA and per-latch counters (ModelDevice: sa.counters, latch
+            # packets/bytes/drops): read, then write back the sums
+            with m.State("COUNT"):
+                m.d.comb += [sactr_rp.addr.eq(sa_idx), lctr_rp.addr.eq(slot)]
+                with m.If(v.action == Verdict.CRYPTO):
+                    m.next = "IDLE"               # counted when it comes back decapsulated
+                with m.Else():
+                    m.next = "COUNT_WRITE"
+            with m.State("COUNT_WRITE"):
+                fwd = v.action == Verdict.FORWARD
+                for wp, rp, en, addr in ((sactr_wp, sactr_rp, sa_valid, sa_idx),
+                                         (lctr_wp, lctr_rp, have_latch, slot)):
+                    c = rp.data
+                    m.d.comb += [wp.en.eq(en), wp.addr.eq(addr), wp.data.eq(c)]
+                    with m.If(~fwd):
+                        m.d.comb += wp.data.drops.eq(c.drops + 1)
+                    with m.Elif(meta.inbound):
+                        m.d.comb += [wp.data.packets_in.eq(c.packets_in + 1),
+                                     wp.data.bytes_in.eq(c.bytes_in + payload_len)]
+                    with m.Else():
+                        m.d.comb += [wp.data.packets_out.eq(c.packets_out + 1),
+                                     wp.data.bytes_out.eq(c.bytes_out + payload_len)]
+                m.next = "IDLE"
 
         # verdict's latch / SA fields
         m.d.comb += [self.verdict.payload.latch_valid.eq(have_latch),

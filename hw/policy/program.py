@@ -73,9 +73,25 @@ def commit_writes(table: str, index: int, value: int = 0, key: bytes | None = No
     return out
 
 
+def pad_writes(peers, peer_index: dict[str, int], capacity: int) -> list[tuple[int, int]]:
+    """The PAD claims table (hw/policy/pad.py): every claim of every peer from
+    entry 0, then the terminator unless full. The scan stops at the first
+    invalid entry, so claims left over from an earlier, longer list are dead."""
+    from .pad import encode_claim
+    claims = [encode_claim(peer_index[p.name], c) for p in peers for c in p.claims]
+    if len(claims) > capacity:
+        raise ValueError(f"PAD claims table full: {len(claims)} claims, capacity {capacity}")
+    w = []
+    for i, value in enumerate(claims):
+        w += commit_writes("pad", i, value)
+    if len(claims) < capacity:
+        w += commit_writes("pad", len(claims), op=1)
+    return w
+
+
 def program(cfg, peer_index: dict[str, int], tick_ns: int, spd_capacity: int,
             template_capacity: int, old=None, sa_slots: dict[str, int] | None = None,
-            sa_capacity: int = 64) -> list[tuple[int, int]]:
+            sa_capacity: int = 64, claims_capacity: int = 64) -> list[tuple[int, int]]:
     """Register writes that make the device's tables equal to `cfg`, then a
     re-check of the latches (TBL_COMMIT op 3), as ModelDevice.apply does.
 
@@ -113,5 +129,6 @@ def program(cfg, peer_index: dict[str, int], tick_ns: int, spd_capacity: int,
     for i, t in enumerate(cfg.templates):
         w += commit_writes("template", i, encode_template(t, peer_index.get(t.peer)))
     w += commit_writes("template", len(cfg.templates), op=1)
+    w += pad_writes(cfg.peers, peer_index, claims_capacity)
     w.append((regs.TBL_COMMIT, 3 << 24))          # re-check every latch
     return w

@@ -4,8 +4,11 @@ The core is programmed through AXI4-Lite (cocotbext-axi AxiLiteMaster) from
 the same TOML file the model loads (hw/policy/program.py turns it into
 register writes). Then a random traffic mix goes through both; every
 verdict (forward/drop, drop reason, SA, latch slot, sequence number), the
-latch events and the counters must match. Frames the core hands to the
-crypto path (inbound ESP/AH that are not fragments) are not compared.
+latch events and the counters must match. An inbound ESP/AH frame whose
+first pass says CRYPTO goes through the crypto path (crypto_path.py: ICV and
+decapsulation with the model's ESP/AH functions) and comes back as the
+second pass (the inner frame with meta.decap); that pass's verdict is the
+one compared. Per-SA and per-latch counters are read through CTR_READ.
 
 Environment: CORE_SEED, CORE_COUNT, CORE_STALL (random idle on the frame
 source, random backpressure on the verdict port), CORE_CONFIG (TOML path),
@@ -60,6 +63,7 @@ class TB:
         dut.verdict_ready.value = 0
         dut.meta_inbound.value = 0
         dut.meta_now.value = 0
+        dut.meta_decap.value = 0
 
     async def reset(self):
         self.dut.rst.value = 1
@@ -76,9 +80,14 @@ class TB:
         r = await self.axil.write(addr, value.to_bytes(4, "little"))
         assert int(r.resp) == 0
 
-    async def frame(self, inbound, frame, now_tick):
+    async def frame(self, inbound, frame, now_tick, decap=None):
+        """decap: (SA slot, sequence number, DecapStatus) for a second pass."""
         self.dut.meta_inbound.value = int(inbound)
         self.dut.meta_now.value = now_tick
+        self.dut.meta_decap.value = int(decap is not None)
+        if decap is not None:
+            self.dut.meta_sa.value, self.dut.meta_seq.value = decap[0], decap[1]
+            self.dut.meta_status.value = decap[2].value
         await self.src.send(AxiStreamFrame(frame))
         for _ in range(20000):
             ready = int(self.rng.random() >= 0.3) if self.stall else 1
@@ -89,6 +98,47 @@ class TB:
                 self.dut.verdict_ready.value = 0
                 return v
         raise AssertionError("no verdict within 20000 cycles")
+
+    async def inbound(self, model, slots, frame, now_tick):
+        """An inbound frame through both passes: the first pass; on CRYPTO
+        the crypto path (model keys) and the second pass. (first, final)."""
+        from crypto_path import decap
+        first = await self.frame(True, frame, now_tick)
+        if first["action"] != 2:
+            return first, first
+        name = {v: k for k, v in slots.items()}[first["sa"]]
+        status, inner = decap(model.sad.by_name[name], frame, first["seq"])
+        final = await self.frame(True, inner, now_tick, (first["sa"], first["seq"], status))
+        assert final["action"] != 2, "a second pass never goes to the crypto path"
+        return first, final
+
+    async def counters(self, index, latch):
+        await self.wr(regs.CTR_READ, index | int(latch) << 16)
+        w = {n: await self.rd(getattr(regs, "CTR_" + n.upper())) for n in
+             ("packets_in", "packets_out", "bytes_in_lo", "bytes_in_hi", "bytes_out_lo",
+              "bytes_out_hi", "drops")}
+        return {"packets_in": w["packets_in"], "packets_out": w["packets_out"],
+                "bytes_in": w["bytes_in_lo"] | w["bytes_in_hi"] << 32,
+                "bytes_out": w["bytes_out_lo"] | w["bytes_out_hi"] << 32, "drops": w["drops"]}
+
+    async def check_counters(self, model, slots):
+        """Per-SA and per-live-latch counters against ModelDevice.counters()."""
+        mc = model.counters()
+        for name, c in mc["sa"].items():
+            d = model.sad.by_name[name].spec.dir
+            want = {"packets_" + d: c["packets"], "bytes_" + d: c["bytes"],
+                    "drops": sum(c["drops"].values())}
+            got = await self.counters(slots[name], False)
+            assert {k: got[k] for k in want} == want, (name, got, want)
+            other = "in" if d == "out" else "out"
+            assert got["packets_" + other] == got["bytes_" + other] == 0, (name, got)
+        for slot, c in mc["latch"].items():
+            want = {"packets_in": c["packets"].get("in", 0), "packets_out": c["packets"].get("out", 0),
+                    "bytes_in": c["bytes"].get("in", 0), "bytes_out": c["bytes"].get("out", 0),
+                    "drops": c["drops"]}
+            got = await self.counters(slot, True)
+            assert got == want, ("latch", slot, got, want)
+        return len(mc["sa"]), len(mc["latch"])
 
     async def drain_events(self):
         out = []
@@ -124,7 +174,8 @@ async def core_matches_model(dut):
     async def load(new, old):
         nonlocal commits
         writes = program(new, model.pad.index, TICK_NS, params.spd_rules, params.templates,
-                         old=old, sa_slots=sa_index, sa_capacity=params.sas)
+                         old=old, sa_slots=sa_index, sa_capacity=params.sas,
+                         claims_capacity=params.pad_claims)
         for addr, value in writes:
             await tb.wr(addr, value)
         commits += sum(1 for a, _ in writes if a == regs.TBL_COMMIT)
@@ -143,7 +194,7 @@ async def core_matches_model(dut):
     hw_events = []
     compared = Counter()
     crypto = 0
-    frames = traffic(seed, count)
+    frames = traffic(seed, count, cfg)
     for n, (direction, frame, now_ns) in enumerate(frames):
         if n in plan:
             new, old = plan[n]
@@ -151,19 +202,14 @@ async def core_matches_model(dut):
             await load(new, old)
             compared["applied"] += 1
         mv = model.process(frame, direction, now_ns)
-        hv = await tb.frame(direction == "in", frame, now_ns // TICK_NS)
-        if hv["action"] == 2:
-            # handed to the crypto path: the model must have got past the SAD
-            # lookup and the replay check with the same SA (its drop, if any,
-            # is one the ICV stage or later gives)
-            crypto += 1
-            assert direction == "in"
-            assert mv.reason in ("icv", "malformed", "bad_padding") and mv.sa is not None, \
-                (n, mv.action, mv.reason, frame.hex())
-            assert hv["sa_valid"] and hv["sa"] == sa_index[mv.sa], (n, hv, mv.sa)
-            model.drain_events()
-            continue
+        if direction == "in":
+            first, hv = await tb.inbound(model, sa_index, frame, now_ns // TICK_NS)
+            crypto += first["action"] == 2
+        else:
+            hv = await tb.frame(False, frame, now_ns // TICK_NS)
         compared[mv.action if mv.action == "forward" else mv.reason] += 1
+        if direction == "in" and mv.sa is not None:
+            compared["in_sa_" + (mv.reason or "forward")] += 1
         want = {"action": 0 if mv.action == "forward" else 1,
                 "reason": REASON_CODES[mv.reason] if mv.reason else 0,
                 "latch_valid": int(mv.latch is not None), "sa_valid": int(mv.sa is not None)}
@@ -171,7 +217,7 @@ async def core_matches_model(dut):
             want["latch"] = mv.latch
         if mv.sa is not None:
             want["sa"] = sa_index[mv.sa]
-        if mv.action == "forward" and mv.sa is not None:
+        if mv.action == "forward" and mv.sa is not None and direction == "out":
             want["seq"] = model.sad.by_name[mv.sa].seq
         got = {k: hv[k] for k in want}
         if mv.action == "drop":
@@ -201,13 +247,19 @@ async def core_matches_model(dut):
         got = await tb.rd(regs.DROP_MALFORMED + 4 * code)
         assert got == expect_drops[reason], (reason, got, expect_drops[reason])
     assert await tb.rd(regs.FORWARDED) == compared["forward"]
+    assert await tb.rd(regs.FRAMES_IN) == model.stats["in_frames"]
+    n_sa, n_latch = await tb.check_counters(model, sa_index)
     if drift:
         assert compared["ev_config_applied"] > 0 and compared["latch_broken"] > 0, dict(compared)
-    dut._log.info("%d frames compared (%d to crypto), %d events: %s",
-                  sum(v for k, v in compared.items() if not k.startswith("ev_") and k != "applied"),
-                  crypto, len(hw_events), dict(compared))
+    dut._log.info("%d frames compared (%d through the crypto path), %d events, counters of "
+                  "%d SAs and %d latches: %s",
+                  sum(v for k, v in compared.items()
+                      if not k.startswith(("ev_", "in_sa_")) and k != "applied"),
+                  crypto, len(hw_events), n_sa, n_latch, dict(compared))
     needs = () if drift else ("latch_table_full", "latch_peer", "seq_exhausted", "spd_clear", "latch_clear",
-                 "no_policy", "spd_discard", "malformed", "fragment", "no_sa", "replay")
+                 "no_policy", "spd_discard", "malformed", "fragment", "no_sa", "replay", "icv",
+                 "bad_padding", "spd_mismatch", "pad_claim", "latch_qop", "forward",
+                 "in_sa_forward", "in_sa_latch_peer", "in_sa_replay", "in_sa_icv")
     for need in needs:
         assert compared[need] > 0, f"the traffic mix never produced {need}: {dict(compared)}"
 
@@ -219,6 +271,7 @@ async def latching_scenarios(dut):
     from latchnic.config import parse_config
     from latchnic.sim.selectors import Flow
 
+    from peer_gen import Peers
     from traffic_gen import frame as make_frame
 
     path = os.environ["CORE_CONFIG"]
@@ -236,7 +289,8 @@ async def latching_scenarios(dut):
 
     async def load(new):
         writes = program(new, model.pad.index, TICK_NS, params.spd_rules, params.templates,
-                         old=state["cfg"], sa_slots=slots, sa_capacity=params.sas)
+                         old=state["cfg"], sa_slots=slots, sa_capacity=params.sas,
+                         claims_capacity=params.pad_claims)
         if state["cfg"] is not None:
             model.apply(new)
         for addr, value in writes:
@@ -248,10 +302,7 @@ async def latching_scenarios(dut):
     assert int(dut.irq.value) == 0
     rng = random.Random(5)
 
-    async def step(direction, fl, flags, t, action, reason=None, latched=None):
-        f = make_frame(rng, direction, fl, flags)
-        mv = model.process(f, direction, t * TICK_NS)
-        hv = await tb.frame(direction == "in", f, t)
+    def check(mv, hv, t, action, reason, latched):
         got_m = (mv.action, mv.reason)
         got_h = ("forward" if hv["action"] == 0 else "drop",
                  list(REASONS)[hv["reason"]] if hv["action"] == 1 else None)
@@ -262,12 +313,49 @@ async def latching_scenarios(dut):
             assert hv["latch"] == mv.latch
         if latched is not None:
             assert (mv.latch is not None) == latched, f"t={t}: latch {mv.latch}"
+
+    async def step(direction, fl, flags, t, action, reason=None, latched=None):
+        f = make_frame(rng, direction, fl, flags)
+        mv = model.process(f, direction, t * TICK_NS)
+        hv = await tb.frame(direction == "in", f, t)
+        check(mv, hv, t, action, reason, latched)
         return mv
+
+    peers = Peers(cfg)
+
+    async def pstep(name, fl, flags, t, action, reason=None, latched=None, kind="fresh", frame=None):
+        """A protected inbound frame from SA `name`'s peer, both passes."""
+        f = frame or peers.frame(rng, fl, flags, name=name, kind=kind)
+        mv = model.process(f, "in", t * TICK_NS)
+        _first, hv = await tb.inbound(model, slots, f, t)
+        check(mv, hv, t, action, reason, latched)
+        assert mv.sa == name and hv["sa_valid"] and hv["sa"] == slots[name], (mv.sa, hv)
+        return f, mv
 
     A = (False, "203.0.113.5", "tcp", 40000, 443)
     first = await step("out", A, "S", 1, "forward", latched=True)          # clone
     await step("out", A, "A", 2, "forward", latched=True)
     await step("in", A, "A", 3, "drop", "latch_clear")                     # clear-text injection
+    good, _ = await pstep("alice-in", A, "A", 3, "forward", latched=True)  # alice's SA, alice's latch
+    await pstep("alice-in", A, "A", 3, "drop", "replay", latched=False, frame=good)   # replayed
+    await pstep("alice-in", A, "A", 3, "drop", "icv", latched=False, kind="forged")   # forged ICV
+    await pstep("bob-in", A, "A", 3, "drop", "latch_peer", latched=True)   # flow stealing: bob may
+                                                                           # claim the address, but
+                                                                           # the flow is alice's
+    await pstep("alice-in-weak", A, "A", 3, "drop", "latch_qop", latched=True)  # GMAC < GCM
+    await pstep("alice-in", A, "A", 3, "drop", "bad_padding", latched=False, kind="bad_padding")
+    await pstep("alice-in", A, "A", 3, "forward", latched=True)            # the window moved past
+                                                                           # the bad-padding frame
+    L = (False, "203.0.113.5", "tcp", 22, 5555)
+    await pstep("alice-in", L, "S", 3, "forward", latched=True)            # inbound SYN: listener
+    await pstep("bob-in", L, "A", 3, "drop", "latch_peer", latched=True)   # template clones alice
+    await pstep("carol-ah-in", (False, "203.0.113.9", "tcp", 40010, 80), "A", 3, "drop", "pad_claim",
+                latched=False)                                             # carol may not claim it
+    await pstep("bob-in", (False, "198.51.100.7", "tcp", 40010, 80), "A", 3, "drop", "spd_mismatch",
+                latched=False)                                             # rule pinned to carol
+    await pstep("alice-in-weak", (False, "203.0.113.50", "tcp", 40011, 80), "A", 3, "drop",
+                "spd_mismatch", latched=False)                             # protected, policy BYPASS
+    await tb.check_counters(model, slots)
     await load(drift)                                                      # alice's rule -> bob's SA
     await step("out", A, "A", 4, "drop", "latch_broken")                   # never to another peer
     await load(cfg)                                                        # compatible SA again
@@ -314,3 +402,4 @@ async def latching_scenarios(dut):
     causes = [e.cause for e in events]
     for need in ("clone", "rst", "config_applied"):
         assert need in causes, causes
+    await tb.check_counters(model, slots)

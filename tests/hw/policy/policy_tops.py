@@ -62,6 +62,9 @@ class CoreTop(wiring.Component):
         self.core = PolicyCore(params)
         super().__init__({**axil_members(), **axis_in_members(),
                           "meta_inbound": In(1), "meta_now": In(32),
+                          # second pass of inbound ESP/AH (core.meta_layout)
+                          "meta_decap": In(1), "meta_sa": In(16), "meta_seq": In(64),
+                          "meta_status": In(3),
                           "verdict_data": Out(verdict_layout.size), "verdict_valid": Out(1),
                           "verdict_ready": In(1), "irq": Out(1)})
 
@@ -74,6 +77,8 @@ class CoreTop(wiring.Component):
             m.d.comb += (b.eq(a) if self.signature.members[name].flow == In else a.eq(b))
         drive_axis_in(m, self, c.i)
         m.d.comb += [c.meta.inbound.eq(self.meta_inbound), c.meta.now.eq(self.meta_now),
+                     c.meta.decap.eq(self.meta_decap), c.meta.sa.eq(self.meta_sa),
+                     c.meta.seq.eq(self.meta_seq), c.meta.status.eq(self.meta_status),
                      self.verdict_data.eq(c.verdict.payload.as_value()),
                      self.verdict_valid.eq(c.verdict.valid), c.verdict.ready.eq(self.verdict_ready),
                      self.irq.eq(c.irq)]
@@ -83,7 +88,7 @@ class CoreTop(wiring.Component):
 def core_params():
     from latchnic.hw.regmap import Params
     return Params(sas=16, spd_rules=16, templates=8, latch_capacity=16, latch_ways=2,
-                  event_depth=256)
+                  event_depth=256, pad_claims=16)
 
 
 def core_top():

@@ -37,10 +37,12 @@ def test_core_random_mix_stalls():
 def test_core_policy_drift():
     """Reprogrammed mid-run (alice's rule now selects bob's SA, carol's SA
     deleted), then back: latches go BROKEN and recover in both engines."""
-    _run("drift", CORE_SEED=4, CORE_COUNT=900, CORE_STALL=0, CORE_DRIFT=DRIFT)
+    _run("drift", CORE_SEED=5, CORE_COUNT=900, CORE_STALL=0, CORE_DRIFT=DRIFT)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", [10, 11, 12])
+# seeds whose mix has live latches at the reprogramming points (the drift
+# coverage assertion in cocotb_core_tb.py), checked with the model alone
+@pytest.mark.parametrize("seed", [10, 11, 13])
 def test_core_long(seed):
     _run(f"long{seed}", CORE_SEED=seed, CORE_COUNT=8000, CORE_STALL=seed % 2, CORE_DRIFT=DRIFT)

@@ -65,15 +65,27 @@ def frame(rng, direction, fl, flags=None, frag=False, esp=False, ah=False, spi=0
     return bytes(eth / ip / l4)
 
 
-def traffic(seed: int, count: int) -> list[tuple[str, bytes, int]]:
-    """[(direction, frame, time_ns)], time in whole ticks."""
+def traffic(seed: int, count: int, cfg=None, protected: float = 0.15) -> list[tuple[str, bytes, int]]:
+    """[(direction, frame, time_ns)], time in whole ticks. With `cfg`, about
+    count x `protected` more frames: inbound ESP/AH sealed with its inbound
+    SAs (peer_gen.py: fresh, replayed, forged, bad padding, rogue peers),
+    drawn from their own random stream and sent at the time of the frame
+    before them, so the rest of the mix is the same with or without them."""
     from scapy.layers.l2 import ARP, Ether
+
+    from peer_gen import Peers
 
     rng = random.Random(seed)
     flows = _flows(rng, 36)
+    peers = Peers(cfg) if cfg is not None else None
+    prng = random.Random(seed ^ 0x5EC)
     now = 0
     out = []
     for _ in range(count):
+        if peers is not None and prng.random() < protected:
+            fl = prng.choice(flows)
+            flags = prng.choice(["S", "S", "SA", "A", "PA", "F", "FA", "R"])
+            out.append(("in", peers.frame(prng, fl, flags), now))
         # strictly increasing: the model crashes when one UDP latch is refreshed
         # twice at the same timestamp (duplicate heap entry; see docs/policy-core.md)
         now += rng.choice([1, 1, 2, 5, 10, 20]) * TICK_NS
