@@ -83,6 +83,9 @@ def _cmd_bench(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="latchnic", description="IPsec offload NIC with connection latching")
+    p.add_argument("--device", dest="top_device", metavar="ADDRESS",
+                   help="the device of the driver's commands (also accepted after the command): "
+                        "a control socket or mmap:PATH[@OFFSET] (default: $LATCHNIC_DEVICE)")
     sub = p.add_subparsers(dest="cmd", required=True)
 
     r = sub.add_parser("run", help="run pcap files through an engine")
@@ -130,6 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "device", None) is None and args.top_device:
+        args.device = args.top_device          # `latchnic --device ADDR latch list`
     return args.func(args)
 
 

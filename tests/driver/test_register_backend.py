@@ -263,6 +263,7 @@ def test_cli_through_mmap(tmp_path, monkeypatch):
     f = window_file(tmp_path, 0x2000, id_block())
     caps = run_json("caps", "--device", f"mmap:{f}@0x2000")
     assert (caps["engine"], caps["sas"], caps["templates"], caps["latches"]) == ("gateware", 4, 2, 16)
+    assert run_json("--device", f"mmap:{f}@0x2000", "caps") == caps      # the address first
     # a file does not run commits: the driver says so instead of listing garbage
     rc, _, err = run("latch", "list", "--device", f"mmap:{f}@0x2000")
     assert (rc, err.strip()) == (2, "latchnic latch list: the core did not finish its table "
