@@ -120,6 +120,17 @@ class GCMEngine(wiring.Component):
         m.submodules.outgb = outgb = BeatPacker(lanes)
 
         # ---- key loading: expand into the core, then H = E(K, 0) into hmem ----
+        # packets per slot between command and tag: a key write waits until its
+        # slot has none, so no packet sees half of an old and half of a new key
+        in_use = Array(Signal(range(8), name=f"in_use{k}") for k in range(self.n_slots))
+        slot_idle = in_use[self.key.payload.slot] == 0
+        pkt_in = Signal()
+        pkt_out = Signal()
+        pkt_out_slot = Signal(sb)
+        for k in range(self.n_slots):
+            up = pkt_in & (self.cmd.payload.slot == k)
+            down = pkt_out & (pkt_out_slot == k)
+            m.d.sync += in_use[k].eq(in_use[k] + up - down)
         m.submodules.hmem = hmem = Memory(shape=128 * npow, depth=self.n_slots, init=[])
         slot_aes256 = Signal(self.n_slots)
         h_pending = Signal()     # H request not yet issued
@@ -128,8 +139,8 @@ class GCMEngine(wiring.Component):
         h_aes256 = Signal()
         ld_slot = Signal(sb)     # slot whose round keys / H are being rewritten
         m.d.comb += [kx.key.payload.eq(self.key.payload),
-                     kx.key.valid.eq(self.key.valid & ~h_busy),
-                     self.key.ready.eq(kx.key.ready & ~h_busy),
+                     kx.key.valid.eq(self.key.valid & ~h_busy & slot_idle),
+                     self.key.ready.eq(kx.key.ready & ~h_busy & slot_idle),
                      aes.rk_we.eq(kx.rk_we), aes.rk_slot.eq(kx.rk_slot),
                      aes.rk_round.eq(kx.rk_round), aes.rk_data.eq(kx.rk_data)]
         with m.If(self.key.valid & self.key.ready):
@@ -165,6 +176,7 @@ class GCMEngine(wiring.Component):
         # a packet for the slot being (re)keyed waits; other slots flow on
         m.d.comb += self.cmd.ready.eq(~g_valid & seqq.w_rdy & lenq.w_rdy &
                                       ~(h_busy & (cmd.slot == ld_slot)))
+        m.d.comb += pkt_in.eq(self.cmd.valid & self.cmd.ready)
         m.d.comb += [lenq.w_en.eq(self.cmd.valid & self.cmd.ready),
                      lenq.w_data.eq(cmd.aad_len + cmd.payload_len +
                                     Mux(cmd.decrypt, cmd.icv_len, 0))]
@@ -325,7 +337,8 @@ class GCMEngine(wiring.Component):
                     m.d.comb += [outgb.push_valid.eq(1), outgb.push_eop.eq(1),
                                  outgb.push_data.eq(Mux(c.decrypt, 0, full_tag)),
                                  outgb.push_n.eq(Mux(c.decrypt, 0, c.icv_len)),
-                                 ingb.align.eq(1), seqq.r_en.eq(1), errq.r_en.eq(1)]
+                                 ingb.align.eq(1), seqq.r_en.eq(1), errq.r_en.eq(1),
+                                 pkt_out.eq(1), pkt_out_slot.eq(c.slot)]
                     m.d.sync += [tag_valid.eq(1), tag_out.tag.eq(full_tag),
                                  tag_out.len_err.eq(errq.r_data),
                                  tag_out.ok.eq(~errq.r_data &

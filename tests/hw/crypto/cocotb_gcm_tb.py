@@ -7,6 +7,7 @@ Work comes from the environment (set by test_crypto_gcm.py):
   LATCHNIC_CAVP_STRIDE  take every Nth 96-bit-IV vector (1 = all)
   LATCHNIC_DIFF_SEED, LATCHNIC_DIFF_COUNT, LATCHNIC_DIFF_MAXLEN (diff)
   LATCHNIC_STALL        1: random idle on the source, backpressure on the sinks
+  LATCHNIC_EAGER_REKEY  1: write keys into slots that still have packets in flight
 
 The driver writes keys, commands and packet bytes as fast as the design
 takes them; a checker pulls frames and tags in order and compares them with
@@ -84,6 +85,7 @@ class TB:
             x.log.setLevel(logging.WARNING)
         self.rng = random.Random(int(os.environ.get("LATCHNIC_DIFF_SEED", "1")))
         self.stall = stall
+        self.eager_rekey = os.environ.get("LATCHNIC_EAGER_REKEY", "0") == "1"
         if stall:
             self.source.set_pause_generator(self._pauses(0.3))
             self.sink.set_pause_generator(self._pauses(0.3))
@@ -133,8 +135,9 @@ class TB:
                 self.tags.put_nowait(unpack(tag_layout, int(self.dut.tag_data.value)))
 
     async def load_key(self, slot, key):
-        # never rewrite a slot under a packet that is still in the engine
-        while self.slot_last_use.get(slot, -1) >= self.done:
+        # never rewrite a slot under a packet that is still in the engine,
+        # unless the test is that the engine holds the key write back itself
+        while not self.eager_rekey and self.slot_last_use.get(slot, -1) >= self.done:
             self.done_event.clear()
             await self.done_event.wait()
         await self._handshake(self.dut.key_valid, self.dut.key_ready, self.dut.key_data,

@@ -51,6 +51,15 @@ def test_length_mismatch(config):
          LATCHNIC_DIFF_COUNT=40, LATCHNIC_DIFF_MAXLEN=600, LATCHNIC_STALL=1)
 
 
+@pytest.mark.parametrize("config", ["compact"])
+def test_rekey_in_flight(config):
+    # keys rewritten while packets on the slot are still inside: the engine
+    # must hold the write back until they are done
+    _run(config, "rekey", LATCHNIC_GCM_JOB="diff", LATCHNIC_DIFF_SEED=9,
+         LATCHNIC_DIFF_COUNT=60, LATCHNIC_DIFF_MAXLEN=300, LATCHNIC_STALL=1,
+         LATCHNIC_EAGER_REKEY=1)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("config", ["compact", "wide"])
 def test_length_mismatch_long(config):
