@@ -205,7 +205,8 @@ def main(argv=None):
                 print(f"   Fmax {syn['fmax_mhz']:.1f} MHz ({kind}; constraint {freq} MHz)")
         if cyc and syn and "fmax_mhz" in syn:
             f = syn["fmax_mhz"] * 1e6
-            print(f"   throughput = bits per cycle x Fmax; {YARDSTICK}")
+            est = "" if syn["routed"] else " (Fmax is the placer's estimate)"
+            print(f"   throughput = bits per cycle x Fmax{est}; {YARDSTICK}")
             for alg, r in cyc.items():
                 bulk = 16 * 8 / r["cycles_per_block"] * f / 1e9
                 cells = [f"bulk {bulk:.2f} (need {line_gbps:g})"]
