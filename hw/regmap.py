@@ -59,10 +59,11 @@ TABLES = {
     "sad": 2,          # SA parameters (keys through TBL_KEY*)
     "pad": 3,          # peer claims
     "template": 4,     # latch templates
-    "latch": 5,        # host-side latch release (op = release)
+    "latch": 5,        # host-side latch release (op release) and read-back (op read)
 }
 STAGE_WORDS = 24       # 768 bits: the widest entry (an SPD rule with two v6 ranges)
 KEY_WORDS = 9          # 256-bit key + 32-bit salt
+READ_WORDS = 12        # 384 bits: a latch entry and its live bit (TBL_COMMIT op read)
 EVENT_WORDS = 4
 
 
@@ -212,10 +213,21 @@ def _build() -> tuple[Register, ...]:
         R("TBL_COMMIT", 0x1C0, "wo", "Copy the staged entry into a table in one cycle.",
           (F("index", 0, 16, "entry index"),
            F("table", 16, 4, "table: " + ", ".join(f"{v} {k}" for k, v in TABLES.items())),
-           F("op", 24, 2, "0 write, 1 clear (entry invalid), 2 release (latch table)")), group=g),
-        R("TBL_COMMITS", 0x1C4, "ro", "Number of commits done since reset (the driver polls it).",
+           F("op", 24, 3, "0 write, 1 clear (entry invalid), 2 release (latch table: the slot is "
+             "freed, a live latch's event has cause release), 3 re-check every latch (table and "
+             "index ignored), 4 read entry `index` of the latch table or the SAD into `TBL_READ*` "
+             "(other tables read 0)")), group=g),
+        R("TBL_COMMITS", 0x1C4, "ro", "Number of commits done since reset (the driver polls it). "
+          "Release (table latch), re-check (op 3) and read (op 4) count when they are done and "
+          "hold the bus until then, so an access after them sees their result.",
           (F("count", 0, 32, ""),), group=g),
     ]
+    for i in range(READ_WORDS):
+        regs.append(R(f"TBL_READ{i}", 0x1D0 + 4 * i, "ro",
+                      f"Entry read by TBL_COMMIT op 4, bits {32 * i + 31}..{32 * i}: latch table "
+                      "`program.latch_read_layout` (live at the last frame's time, then the entry), "
+                      "SAD `program.sa_layout` (with an outbound SA's last sequence number sent).",
+                      (F("bits", 0, 32, ""),), group=g))
     g = "Latch events"
     regs += [
         R("EVT_LEVEL", 0x200, "ro", "Events waiting in the FIFO.",
@@ -383,7 +395,7 @@ def as_json(params: Params = Params()) -> str:
 def as_python(params: Params = Params()) -> str:
     lines = [f'"""Register constants of the latchnic policy core ({HEADER})."""', "",
              f"MAGIC = {MAGIC:#010x}", f"VERSION = ({VERSION_MAJOR}, {VERSION_MINOR})",
-             f"STAGE_WORDS = {STAGE_WORDS}", f"KEY_WORDS = {KEY_WORDS}", "",
+             f"STAGE_WORDS = {STAGE_WORDS}", f"KEY_WORDS = {KEY_WORDS}", f"READ_WORDS = {READ_WORDS}", "",
              "TABLES = {" + ", ".join(f"{k!r}: {v}" for k, v in TABLES.items()) + "}", "",
              "REASONS = (" + "".join(f"{r!r}, " for r in REASONS) + ")", "", ""]
     for r in REGMAP:
@@ -408,7 +420,10 @@ def as_markdown(params: Params = Params()) -> str:
            "default build.", "",
            "Tables are updated tear-free: fill `TBL_STAGE*` (and `TBL_KEY*` for SA keys), "
            "then write `TBL_COMMIT` once; the entry is copied in one clock cycle. Table "
-           "numbers: " + ", ".join(f"{v} = `{k}`" for k, v in TABLES.items()) + ".", ""]
+           "numbers: " + ", ".join(f"{v} = `{k}`" for k, v in TABLES.items()) + ". "
+           "Read-back: `TBL_COMMIT` op 4 copies a latch slot (with its live bit) or a SAD "
+           "entry into `TBL_READ*` (keys are never read back); the driver's `latches()` and "
+           "an outbound SA's sequence number use it (docs/driver.md).", ""]
     group = None
     for r in REGMAP:
         if r.group != group:

@@ -36,14 +36,14 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from latchnic.hw.axil import AxiLiteRegisters, axil_members
-from latchnic.hw.regmap import REGMAP, STAGE_WORDS, TABLES, Params, RegisterFile
+from latchnic.hw.regmap import READ_WORDS, REGMAP, STAGE_WORDS, TABLES, Params, RegisterFile
 from latchnic.hw.stream import packet_signature
 from latchnic.sim.drops import REASON_CODES
 
 from .latch_table import LatchState, LatchTable, Op, entry_layout
 from .pad import PadClaims, claim_layout
 from .parser import HeaderParser, Status
-from .program import sa_layout, sad_stage_layout
+from .program import READ, RECHECK, latch_read_layout, sa_layout, sad_stage_layout
 from .replay import ReplayOp, ReplayWindows
 from .sad import SadLookup
 from .selectors import flow_layout
@@ -164,6 +164,9 @@ class PolicyCore(wiring.Component):
         commit_pending = Signal()
         busy = Signal()
         commits = Signal(32)
+        rd_data = Signal(32 * READ_WORDS)      # TBL_COMMIT op read: the entry read back
+        assert latch_read_layout().size <= len(rd_data) and sa_layout.size <= len(rd_data)
+        m.d.comb += Cat(*[getattr(regs, f"tbl_read{i}") for i in range(READ_WORDS)]).eq(rd_data)
         with m.If(regs.tbl_commit_stb):
             m.d.sync += commit_pending.eq(1)
         m.d.comb += regs.hold.eq(commit_pending | regs.tbl_commit_stb)
@@ -303,10 +306,14 @@ class PolicyCore(wiring.Component):
             with m.State("COMMIT"):
                 table = commit[16:20]
                 index = commit[0:16]
-                clear = commit[24:26] == 1
-                op = commit[24:26]
+                op = commit[24:27]
+                clear = op == 1
                 m.d.sync += [commit_pending.eq(0), commits.eq(commits + 1)]
-                with m.Switch(Mux(op == 3, 0xF, table)):
+                with m.If((op >= RECHECK) | (table == TABLES["latch"])):
+                    # release, re-check and read keep the bus held until they
+                    # are done (CMD_DONE): an access after them sees their result
+                    m.d.sync += [commit_pending.eq(1), commits.eq(commits)]
+                with m.Switch(Mux(op >= RECHECK, 0xF, table)):
                     with m.Case(TABLES["spd_out"], TABLES["spd_in"]):
                         m.d.comb += [spd.w_en.eq(1), spd.w_inbound.eq(table == TABLES["spd_in"]),
                                      spd.w_index.eq(index),
@@ -333,9 +340,20 @@ class PolicyCore(wiring.Component):
                     with m.Case(TABLES["latch"]):
                         m.d.sync += slot.eq(index)
                         m.next = "RELEASE"
-                with m.If(op == 3):
+                with m.If(op == RECHECK):
                     m.d.sync += slot.eq(0)
                     m.next = "RC_READ"
+                with m.Elif(op == READ):
+                    m.d.sync += slot.eq(index)
+                    with m.If(table == TABLES["latch"]):
+                        m.next = "RD_LATCH"
+                    with m.Elif(table == TABLES["sad"]):
+                        m.next = "RD_SA"
+                    with m.Else():
+                        m.d.sync += rd_data.eq(0)
+                        m.next = "CMD_DONE"
+                with m.Elif(op > READ):
+                    m.next = "CMD_DONE"          # no such op: nothing changes
                 with m.Elif((table != TABLES["latch"]) & (table != TABLES["sad"])):
                     m.next = "IDLE"
                 with m.Elif(table == TABLES["sad"]):
@@ -431,14 +449,31 @@ class PolicyCore(wiring.Component):
                     m.next = "RC_NEXT"
             with m.State("RC_NEXT"):
                 with m.If(slot == p.latch_capacity - 1):
-                    m.next = "IDLE"
+                    m.next = "CMD_DONE"
                 with m.Else():
                     m.d.sync += slot.eq(slot + 1)
                     m.next = "RC_READ"
 
             with m.State("RELEASE"):
-                # host release: the slot is written FREE (no event yet: the
-                # old state would need a read by slot; see docs/policy-core.md)
+                # host release: read the slot (a live latch leaves with a
+                # `release` event, as in the model), then write it FREE
+                m.d.comb += [latch.cmd.valid.eq(1), latch.cmd.payload.op.eq(Op.READ),
+                             latch.cmd.payload.slot.eq(slot), latch.cmd.payload.now.eq(meta.now)]
+                with m.If(latch.cmd.ready):
+                    m.next = "RELEASE_READ_WAIT"
+            with m.State("RELEASE_READ_WAIT"):
+                m.d.comb += latch.resp.ready.eq(1)
+                with m.If(latch.resp.valid):
+                    got = latch.resp.payload.entry
+                    with m.If(latch.resp.payload.hit):
+                        event(got.state, LatchState.FREE, Cause.RELEASE, peer=got.peer)
+                        m.next = "RELEASE_EV"
+                    with m.Else():
+                        m.next = "RELEASE_WRITE"
+            with m.State("RELEASE_EV"):
+                m.d.comb += ev_push.eq(1)
+                m.next = "RELEASE_WRITE"
+            with m.State("RELEASE_WRITE"):
                 m.d.comb += [latch.cmd.valid.eq(1), latch.cmd.payload.op.eq(Op.WRITE),
                              latch.cmd.payload.slot.eq(slot)]
                 with m.If(latch.cmd.ready):
@@ -446,7 +481,29 @@ class PolicyCore(wiring.Component):
             with m.State("RELEASE_ACK"):
                 m.d.comb += latch.resp.ready.eq(1)
                 with m.If(latch.resp.valid):
-                    m.next = "IDLE"
+                    m.next = "CMD_DONE"
+
+            # TBL_COMMIT op read: one latch slot (with its live bit) or SAD entry
+            with m.State("RD_LATCH"):
+                m.d.comb += [latch.cmd.valid.eq(1), latch.cmd.payload.op.eq(Op.READ),
+                             latch.cmd.payload.slot.eq(slot), latch.cmd.payload.now.eq(meta.now)]
+                with m.If(latch.cmd.ready):
+                    m.next = "RD_LATCH_WAIT"
+            with m.State("RD_LATCH_WAIT"):
+                m.d.comb += latch.resp.ready.eq(1)
+                with m.If(latch.resp.valid):
+                    m.d.sync += rd_data.eq(Cat(latch.resp.payload.hit, latch.resp.payload.entry))
+                    m.next = "CMD_DONE"
+            with m.State("RD_SA"):
+                m.d.comb += sa_rp.addr.eq(slot)
+                m.next = "RD_SA_GOT"
+            with m.State("RD_SA_GOT"):
+                m.d.sync += rd_data.eq(sa_rp.data)
+                m.next = "CMD_DONE"
+            with m.State("CMD_DONE"):
+                # the held commit is done: count it and let the bus go
+                m.d.sync += [commit_pending.eq(0), commits.eq(commits + 1)]
+                m.next = "IDLE"
 
             # ---- host read of one SA's or latch's counters (CTR_READ)
             with m.State("CTR_HOST"):
@@ -748,7 +805,8 @@ class PolicyCore(wiring.Component):
                 m.d.comb += [new.state.eq(LatchState.ESTABLISHED), new.peer.eq(sa.peer),
                              new.qop.ah.eq(sa.ah), new.qop.tunnel.eq(sa.tunnel),
                              new.qop.encrypts.eq(sa.encrypts), new.qop.key256.eq(sa.key256),
-                             new.qop.icv.eq(sa.icv), new.template.eq(tres.index)]
+                             new.qop.icv.eq(sa.icv),
+                             new.template.eq(tres.sa)]      # the template's id (program.py)
                 m.d.comb += [latch.cmd.valid.eq(1), latch.cmd.payload.op.eq(Op.INSERT),
                              latch.cmd.payload.flow.eq(flow), latch.cmd.payload.now.eq(meta.now),
                              latch.cmd.payload.entry.eq(new)]

@@ -30,6 +30,15 @@ sa_layout = data.StructLayout({
 })
 
 ICV_CODE = {8: 0, 12: 1, 16: 2}
+RECHECK = 3              # TBL_COMMIT ops (docs/registers.md)
+READ = 4
+
+
+def latch_read_layout():
+    """What TBL_COMMIT op read of the latch table leaves in TBL_READ*: the
+    slot's entry and whether it is live (at the last frame's time)."""
+    from .latch_table import entry_layout
+    return data.StructLayout({"live": 1, "entry": entry_layout})
 
 
 def sad_stage_layout():
@@ -51,13 +60,15 @@ def encode_sa(sa, peer_index: int, window: int = 64) -> int:
         "seq": sa.seq})
 
 
-def encode_template(t, peer_index: int | None) -> int:
+def encode_template(t, peer_index: int | None, tid: int = 0) -> int:
     """Templates use the SPD rule layout (selectors, pin_peer/peer = the
-    expected peer); a second SpdEngine instance holds them."""
+    expected peer); a second SpdEngine instance holds them. The `sa` field
+    carries the template's id, which a clone records in the latch (its low
+    8 bits), so a latch names its template even after the table moved."""
     from latchnic.config import SpdRule
     rule = SpdRule("out", "protect", t.local, t.remote, t.proto, t.local_port, t.remote_port)
-    return encode_rule(rule) | (pack(rule_layout, {"pin_peer": int(t.peer is not None),
-                                                   "peer": peer_index or 0}))
+    return encode_rule(rule, tid & 0xFFFF) | (pack(rule_layout, {"pin_peer": int(t.peer is not None),
+                                                                 "peer": peer_index or 0}))
 
 
 def commit_writes(table: str, index: int, value: int = 0, key: bytes | None = None,
@@ -71,6 +82,47 @@ def commit_writes(table: str, index: int, value: int = 0, key: bytes | None = No
             out.append((regs.TBL_KEY0 + 4 * i, int.from_bytes(padded[4 * i:4 * i + 4], "big")))
     out.append((regs.TBL_COMMIT, index | (regs.TABLES[table] << 16) | (op << 24)))
     return out
+
+
+def sa_writes(sa, slot: int, peer_index: dict[str, int], window: int,
+              seq: int | None = None) -> list[tuple[int, int]]:
+    """One SAD entry (keys through TBL_KEY*); `seq`: the sequence number to
+    stage instead of the configured one (a rewritten SA keeps its counter)."""
+    if seq is not None:
+        from dataclasses import replace
+        sa = replace(sa, seq=seq)
+    return commit_writes("sad", slot, encode_sa(sa, peer_index[sa.peer], window), key=sa.key + sa.salt)
+
+
+def spd_writes(direction: str, rules, sa_slots: dict[str, int], peer_index: dict[str, int],
+               capacity: int, start: int = 0, backwards: bool = False) -> list[tuple[int, int]]:
+    """Entries start.. of one direction's SPD (`rules`: the whole direction),
+    then the terminator (an invalid entry) unless the table is full. An
+    insertion writes from the end backwards: the table never lacks a rule,
+    it only holds an adjacent duplicate for a moment (same first match);
+    a deletion writes forwards for the same reason."""
+    table = "spd_out" if direction == "out" else "spd_in"
+    assert len(rules) <= capacity
+    groups = [commit_writes(table, i, encode_rule(r, sa_slots.get(r.sa), peer_index.get(r.peer)))
+              for i, r in enumerate(rules) if i >= start]
+    if len(rules) < capacity:
+        groups.append(commit_writes(table, len(rules), op=1))
+    return [a for g in (reversed(groups) if backwards else groups) for a in g]
+
+
+def template_writes(templates, peer_index: dict[str, int], capacity: int,
+                    start: int = 0, ids=None) -> list[tuple[int, int]]:
+    """Entries start.. of the template table, then the terminator unless full.
+    `ids`: the templates' ids (default: their positions, as after an apply)."""
+    assert len(templates) <= capacity
+    ids = list(range(len(templates))) if ids is None else list(ids)
+    w = []
+    for i in range(start, len(templates)):
+        w += commit_writes("template", i, encode_template(templates[i], peer_index.get(templates[i].peer),
+                                                          ids[i]))
+    if len(templates) < capacity:
+        w += commit_writes("template", len(templates), op=1)
+    return w
 
 
 def pad_writes(peers, peer_index: dict[str, int], capacity: int) -> list[tuple[int, int]]:
@@ -91,7 +143,8 @@ def pad_writes(peers, peer_index: dict[str, int], capacity: int) -> list[tuple[i
 
 def program(cfg, peer_index: dict[str, int], tick_ns: int, spd_capacity: int,
             template_capacity: int, old=None, sa_slots: dict[str, int] | None = None,
-            sa_capacity: int = 64, claims_capacity: int = 64) -> list[tuple[int, int]]:
+            sa_capacity: int = 64, old_peer_index: dict[str, int] | None = None,
+            seqs: dict[str, int] | None = None, claims_capacity: int = 64) -> list[tuple[int, int]]:
     """Register writes that make the device's tables equal to `cfg`, then a
     re-check of the latches (TBL_COMMIT op 3), as ModelDevice.apply does.
 
@@ -100,7 +153,9 @@ def program(cfg, peer_index: dict[str, int], tick_ns: int, spd_capacity: int,
     did not change keeps its slot and is not rewritten (its sequence number
     and window live on); a removed SA's slot is cleared; a new or changed SA
     takes its old slot or the lowest free one. Peers by `peer_index` (the PAD
-    indexes the driver keeps, the same the model assigns)."""
+    indexes the driver keeps, the same the model assigns). An unchanged SA
+    whose peer's index moved (`old_peer_index`) is rewritten with its
+    current sequence number from `seqs` (the driver reads it back first)."""
     if sa_slots is None:
         sa_slots = {}
     ticks = lambda s: round(s * 1_000_000_000 / tick_ns)
@@ -111,24 +166,17 @@ def program(cfg, peer_index: dict[str, int], tick_ns: int, spd_capacity: int,
     for name in [n for n in sa_slots if n not in now]:
         w += commit_writes("sad", sa_slots.pop(name), op=1)
     for s in cfg.sas:
-        if s.name in before and before[s.name] == s and s.name in sa_slots:
+        same = s.name in before and before[s.name] == s and s.name in sa_slots
+        if same and (old_peer_index is None or old_peer_index.get(s.peer) == peer_index[s.peer]):
             continue
         if s.name not in sa_slots:
             used = set(sa_slots.values())
             sa_slots[s.name] = next(i for i in range(sa_capacity) if i not in used)
-        w += commit_writes("sad", sa_slots[s.name],
-                           encode_sa(s, peer_index[s.peer], cfg.device.replay_window),
-                           key=s.key + s.salt)
-    for d, table in (("out", "spd_out"), ("in", "spd_in")):
-        rules = [r for r in cfg.spd if r.dir == d]
-        assert len(rules) < spd_capacity, "one entry stays free as the terminator"
-        for i, r in enumerate(rules):
-            w += commit_writes(table, i, encode_rule(r, sa_slots.get(r.sa), peer_index.get(r.peer)))
-        w += commit_writes(table, len(rules), op=1)
-    assert len(cfg.templates) < template_capacity
-    for i, t in enumerate(cfg.templates):
-        w += commit_writes("template", i, encode_template(t, peer_index.get(t.peer)))
-    w += commit_writes("template", len(cfg.templates), op=1)
+        w += sa_writes(s, sa_slots[s.name], peer_index, cfg.device.replay_window,
+                       (seqs or {}).get(s.name) if same else None)
+    for d in ("out", "in"):
+        w += spd_writes(d, [r for r in cfg.spd if r.dir == d], sa_slots, peer_index, spd_capacity)
+    w += template_writes(cfg.templates, peer_index, template_capacity)
     w += pad_writes(cfg.peers, peer_index, claims_capacity)
-    w.append((regs.TBL_COMMIT, 3 << 24))          # re-check every latch
+    w.append((regs.TBL_COMMIT, RECHECK << 24))    # re-check every latch
     return w

@@ -1,10 +1,12 @@
 """cocotb bench: the policy core against ModelDevice, decision for decision.
 
-The core is programmed through AXI4-Lite (cocotbext-axi AxiLiteMaster) from
-the same TOML file the model loads (hw/policy/program.py turns it into
-register writes). Then a random traffic mix goes through both; every
-verdict (forward/drop, drop reason, SA, latch slot, sequence number), the
-latch events and the counters must match. An inbound ESP/AH frame whose
+The core is programmed only by the driver's RegisterBackend over AXI4-Lite
+(cocotbext-axi AxiLiteMaster; core_driver.py) from the same TOML file the
+model loads. Then a random traffic mix goes through both; every verdict
+(forward/drop, drop reason, SA, latch slot, sequence number), the latch
+events (drained by the driver) and the counters must match, and the
+driver's latches(), counters() and events() must equal a ModelBackend's
+over the same model (core_driver.compare, every 500 frames and at the end). An inbound ESP/AH frame whose
 first pass says CRYPTO goes through the crypto path (crypto_path.py: ICV and
 decapsulation with the model's ESP/AH functions) and comes back as the
 second pass (the inner frame with meta.decap); that pass's verdict is the
@@ -28,20 +30,15 @@ from cocotbext.axi import AxiLiteBus, AxiLiteMaster, AxiStreamBus, AxiStreamFram
 
 from latchnic.config import load_config
 from latchnic.hw.generated import regs
-from latchnic.hw.policy.core import Cause, event_layout, verdict_layout
-from latchnic.hw.policy.latch_table import LatchState
-from latchnic.hw.policy.program import program
+from latchnic.hw.policy.core import verdict_layout
 from latchnic.hw.policy.selectors import unpack
 from latchnic.sim.device import ModelDevice
 from latchnic.sim.drops import REASON_CODES, REASONS
 
+from core_driver import CoreDriver, compare, model_events, same_events
 from policy_tops import core_params
 from traffic_gen import TICK_NS, traffic
 
-STATES = {"ESTABLISHED": LatchState.ESTABLISHED.value, "BROKEN": LatchState.BROKEN.value,
-          "TIME_WAIT": LatchState.TIME_WAIT.value, "free": LatchState.FREE.value}
-CAUSES = {"clone": Cause.CLONE, "fin": Cause.FIN, "rst": Cause.RST, "syn": Cause.SYN,
-          "config_applied": Cause.RECHECK}
 
 
 def _pauses(rng, p):
@@ -52,6 +49,7 @@ def _pauses(rng, p):
 class TB:
     def __init__(self, dut, seed, stall):
         self.dut = dut
+        self.drv = None             # core_driver.CoreDriver: the only path that programs the core
         self.rng = random.Random(seed)
         self.stall = stall
         cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
@@ -141,17 +139,14 @@ class TB:
         return len(mc["sa"]), len(mc["latch"])
 
     async def drain_events(self):
-        out = []
-        while True:
-            level = await self.rd(regs.EVT_LEVEL)
-            assert level >> 16 == 0, "events lost"
-            if level & 0xFFFF == 0:
-                assert int(self.dut.irq.value) == 0, "interrupt without events"
-                return out
-            assert int(self.dut.irq.value) == 1
-            words = [await self.rd(regs.EVT_DATA0 + 4 * i) for i in range(3)]
-            out.append(unpack(event_layout, words[0] | words[1] << 32 | words[2] << 64))
-            await self.wr(regs.EVT_POP, 1)
+        """The latch events, drained by the driver (RegisterBackend.events);
+        the interrupt line follows the FIFO."""
+        level = await self.rd(regs.EVT_LEVEL)
+        assert level >> 16 == 0, "events lost"
+        assert int(self.dut.irq.value) == int(level & 0xFFFF != 0), "interrupt != FIFO not empty"
+        out = await self.drv.events()
+        assert int(self.dut.irq.value) == 0, "interrupt without events"
+        return out
 
 
 @cocotb.test()
@@ -168,18 +163,12 @@ async def core_matches_model(dut):
     tb = TB(dut, seed, stall)
     await tb.reset()
     assert await tb.rd(regs.ID) == regs.MAGIC
-    sa_index = {}
-    commits = 0
+    # programmed only through the driver (it checks TBL_COMMITS after each operation)
+    tb.drv = await CoreDriver.open(tb.axil, TICK_NS)
+    sa_index = tb.drv.slots                 # SA name -> SAD slot, as the driver assigned them
 
     async def load(new, old):
-        nonlocal commits
-        writes = program(new, model.pad.index, TICK_NS, params.spd_rules, params.templates,
-                         old=old, sa_slots=sa_index, sa_capacity=params.sas,
-                         claims_capacity=params.pad_claims)
-        for addr, value in writes:
-            await tb.wr(addr, value)
-        commits += sum(1 for a, _ in writes if a == regs.TBL_COMMIT)
-        assert await tb.rd(regs.TBL_COMMITS) == commits
+        await tb.drv.call("apply", new)
 
     await load(cfg, None)
     await tb.wr(regs.IRQ_ENABLE, 1)
@@ -225,30 +214,27 @@ async def core_matches_model(dut):
         if got != want:
             errors.append(f"frame {n} {direction} t={now_ns // TICK_NS} {frame.hex()}: "
                           f"model {mv.action}/{mv.reason}/{mv.sa}/{mv.latch} want {want} got {got}")
-        for e in model.drain_events():
-            if e.cause == "timer":
-                continue
-            compared["ev_" + e.cause] += 1
-            cause = CAUSES[e.cause] if e.cause in CAUSES else Cause.REASON + REASON_CODES[e.cause]
-            expect_events.append({"time": e.time_ns // TICK_NS, "slot": e.slot, "peer": e.peer,
-                                  "old": STATES[e.old], "new": STATES[e.new], "cause": int(cause)})
+        for e in model_events(model, model.drain_events()):
+            compared["ev_" + e["cause"]] += 1
+            expect_events.append(e)
         if n % 64 == 63:
             hw_events += await tb.drain_events()
+        if n % 500 == 499:
+            await compare(tb.drv, model, dut._log)        # latches and counters mid-run
         if len(errors) > 10:
             break
     hw_events += await tb.drain_events()
     for e in errors[:10]:
         dut._log.error(e)
     assert not errors, f"{len(errors)} verdict mismatches"
-    for i, (a, b) in enumerate(zip(expect_events, hw_events)):
-        assert a == b, f"event {i}: model {a} hw {b}"
-    assert len(expect_events) == len(hw_events), (len(expect_events), len(hw_events))
+    same_events(expect_events, hw_events)
     for code, reason in enumerate(REASONS):
         got = await tb.rd(regs.DROP_MALFORMED + 4 * code)
         assert got == expect_drops[reason], (reason, got, expect_drops[reason])
     assert await tb.rd(regs.FORWARDED) == compared["forward"]
     assert await tb.rd(regs.FRAMES_IN) == model.stats["in_frames"]
     n_sa, n_latch = await tb.check_counters(model, sa_index)
+    await compare(tb.drv, model, dut._log)
     if drift:
         assert compared["ev_config_applied"] > 0 and compared["latch_broken"] > 0, dict(compared)
     dut._log.info("%d frames compared (%d through the crypto path), %d events, counters of "
@@ -284,17 +270,14 @@ async def latching_scenarios(dut):
     model = ModelDevice.from_config(cfg)
     tb = TB(dut, 5, False)
     await tb.reset()
-    slots = {}
-    state = {"cfg": None, "commits": 0}
+    tb.drv = await CoreDriver.open(tb.axil, TICK_NS)
+    slots = tb.drv.slots
+    state = {"cfg": None}
 
     async def load(new):
-        writes = program(new, model.pad.index, TICK_NS, params.spd_rules, params.templates,
-                         old=state["cfg"], sa_slots=slots, sa_capacity=params.sas,
-                         claims_capacity=params.pad_claims)
         if state["cfg"] is not None:
             model.apply(new)
-        for addr, value in writes:
-            await tb.wr(addr, value)
+        await tb.drv.call("apply", new)
         state["cfg"] = new
 
     await load(cfg)
@@ -396,10 +379,25 @@ async def latching_scenarios(dut):
             break
     else:
         raise AssertionError("the set never filled")
-    events = [e for e in model.drain_events() if e.cause != "timer"]
-    hw = await tb.drain_events()
-    assert len(hw) == len(events), (len(hw), len(events))
-    causes = [e.cause for e in events]
+    events = model_events(model, model.drain_events())
+    same_events(events, await tb.drain_events())
+    causes = [e["cause"] for e in events]
     for need in ("clone", "rst", "config_applied"):
         assert need in causes, causes
     await tb.check_counters(model, slots)
+    await compare(tb.drv, model, dut._log)
+    # a host release through the driver: the latch leaves with a `release`
+    # event, as in the model; a slot with no latch is refused
+    from latchnic.driver.backend import BackendError
+    slot = model.list_latches()[0].slot
+    model.release_latch(slot)
+    await tb.drv.call("release_latch", slot)
+    released = model_events(model, model.drain_events())
+    assert [e["cause"] for e in released] == ["release"], released
+    same_events(released, await tb.drain_events())
+    try:
+        await tb.drv.call("release_latch", slot)
+        raise AssertionError("an empty slot was released")
+    except BackendError as e:
+        assert str(e) == f"no latch in slot {slot}", e
+    await compare(tb.drv, model, dut._log)
