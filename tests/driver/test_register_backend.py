@@ -225,6 +225,22 @@ def test_foreign_tables_are_not_touched():
             "device over")
 
 
+def test_host_side_state_round_trip(tmp_path):
+    """What one CLI process leaves for the next: the same tables, keys in a
+    0600 file; a core reset since (TBL_COMMITS 0) makes the file stale."""
+    dev, _bus = programmed(tmp_path, FULL)
+    path = tmp_path / "again.json"
+    dev.state_path = str(path)
+    dev._save_state()
+    assert path.stat().st_mode & 0o777 == 0o600
+    again = RegisterBackend(DictBus(id_block() | {regs.TBL_COMMITS: 41}), state_path=str(path))
+    assert (again.peers(), again.spd(), again.templates()) == (dev.peers(), dev.spd(), dev.templates())
+    assert (again.sa, again.sa_slots, again.next_tid, again.knobs) == (
+        dev.sa, dev.sa_slots, dev.next_tid, dev.knobs)
+    fresh = RegisterBackend(DictBus(id_block()), state_path=str(path))
+    assert (fresh.peers(), fresh.spd(), fresh.adopted) == ([], [], True)
+
+
 # ------------------------------------------------------------------ MmapBus
 
 def test_mmap_bus_on_a_file(tmp_path):
