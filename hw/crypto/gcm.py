@@ -284,9 +284,14 @@ class GCMEngine(wiring.Component):
                         m.d.sync += n_blocks.eq(((a_len + 15) >> 4) + ((p_len + 15) >> 4) + 1)
                     m.next = "START"
             with m.State("START"):
-                # H for this slot was read in IDLE
+                # H for this slot was read in IDLE; E(K, J0) is usually waiting
                 m.d.comb += gh.start.eq(1)
-                m.next = "J0"
+                with m.If(ksq.r_rdy):
+                    m.d.comb += ks_pop.eq(1)
+                    m.d.sync += ekj0.eq(ksq.r_data)
+                    m.next = "AAD"
+                with m.Else():
+                    m.next = "J0"
             with m.State("J0"):
                 with m.If(ksq.r_rdy):
                     m.d.comb += ks_pop.eq(1)

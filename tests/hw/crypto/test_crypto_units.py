@@ -127,7 +127,8 @@ def test_ghash_multiplier(digit):
     run(dut, bench)
 
 
-@pytest.mark.parametrize("units", [3, 2, 14])
+@pytest.mark.parametrize("units", [3, pytest.param(2, marks=pytest.mark.slow),
+                                   pytest.param(14, marks=pytest.mark.slow)])
 def test_aes_core(units):
     # ring of `units` 2-cycle rounds (or the 14-stage pipeline of them):
     # AES-128 then AES-256 blocks (key size changes drain a ring), responses
