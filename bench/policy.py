@@ -197,6 +197,7 @@ def core_cycles(count: int = 16) -> dict:
     frames, verdict always ready."""
     from amaranth.sim import Simulator
     from scapy.layers.inet import IP, TCP, UDP
+    from scapy.layers.ipsec import ESP
     from scapy.layers.l2 import Ether
     from scapy.packet import Raw
 
@@ -212,8 +213,9 @@ def core_cycles(count: int = 16) -> dict:
                     latch_ways=cfg.device.latch_ways, event_depth=64)
     dut = PolicyCore(params)
     model = ModelDevice.from_config(cfg)
+    slots = {}
     writes = program(cfg, model.pad.index, 1_000_000, params.spd_rules, params.templates,
-                     sa_capacity=params.sas)
+                     sa_capacity=params.sas, sa_slots=slots)
 
     def pad(p):
         b = bytes(p)
@@ -229,6 +231,14 @@ def core_cycles(count: int = 16) -> dict:
             eth / IP(src="192.0.2.1", dst="203.0.113.5") / TCP(sport=40000 + i, dport=443, flags="A")),
         "inbound clear text, dropped (spd_clear)": lambda i: pad(
             eth / IP(src="203.0.113.5", dst="192.0.2.1") / UDP(sport=9, dport=9) / Raw(b"x")),
+        # first pass of an ESP frame: header, SAD lookup, replay check
+        "inbound ESP, first pass (to the crypto path)": lambda i: pad(
+            eth / IP(src="203.0.113.5", dst="192.0.2.1") / ESP(spi=0x1001, seq=i + 1) / Raw(bytes(16))),
+        # second pass: the decapsulated inner frame (meta.decap, sequence number i + 1):
+        # window re-check and update, latch lookup, SPD, PAD claim, delivered
+        # (no Ethernet padding: the inner packet must fill its frame)
+        "inbound second pass, TCP ACK delivered (decap)": lambda i: bytes(
+            eth / IP(src="203.0.113.5", dst="192.0.2.1") / TCP(sport=5000 + i, dport=80, flags="A")),
     }
     from latchnic.sim.drops import REASONS
     out, verdicts = {}, {}
@@ -251,15 +261,18 @@ def core_cycles(count: int = 16) -> dict:
         ctx.set(dut.verdict.ready, 1)
         for name, make in cases.items():
             ctx.set(dut.meta.inbound, name.startswith("inbound"))
+            ctx.set(dut.meta.decap, "(decap)" in name)
+            ctx.set(dut.meta.sa, slots["alice-in"])
             times = []
 
             frames = [make(i) for i in range(count)]
             cycle = 0
-            beats = [(f, k) for f in frames for k in range(0, len(f), 8)]
+            beats = [(j, f, k) for j, f in enumerate(frames) for k in range(0, len(f), 8)]
             pending = list(beats)
             while len(times) < count:
                 if pending:
-                    f, k = pending[0]
+                    j, f, k = pending[0]
+                    ctx.set(dut.meta.seq, j + 1)        # sampled with the first beat
                     chunk = f[k:k + 8]
                     ctx.set(dut.i.payload.data, int.from_bytes(chunk, "little"))
                     ctx.set(dut.i.payload.keep, (1 << len(chunk)) - 1)
@@ -273,6 +286,7 @@ def core_cycles(count: int = 16) -> dict:
                 if got and not times:
                     v = ctx.get(dut.verdict.payload)
                     verdicts[name] = ("forward" if v.action.value == 0 else
+                                      "crypto" if v.action.value == 2 else
                                       f"drop {list(REASONS)[v.reason]}")
                 await ctx.tick()
                 cycle += 1
