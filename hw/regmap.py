@@ -178,7 +178,11 @@ def _build() -> tuple[Register, ...]:
     regs += [
         R("CTRL", 0x040, "rw", "Datapath control.",
           (F("enable", 0, 1, "reserved for a datapath enable (not used by the gateware yet)"),
-           F("clear_counters", 1, 1, "1: hold every counter at 0")), group=g),
+           F("clear_counters", 1, 1, "1: hold every counter at 0"),
+           F("timer_events", 2, 1, "1: before each frame, free every latch whose deadline passed with "
+             "a `timer` event (cause 4), in deadline then slot order as the model; a sweep of the "
+             "latch table per distinct expired deadline (plus one), only when a deadline is due. "
+             "0: expired latches stop being live without an event")), group=g),
         R("STATUS", 0x044, "ro", "Datapath status.",
           (F("busy", 0, 1, "a packet is in the pipeline"),
            F("commit_busy", 1, 1, "a table commit is in progress")), group=g),

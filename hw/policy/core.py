@@ -272,6 +272,26 @@ class PolicyCore(wiring.Component):
         rc_found = Signal()
         rc_healthy_out = Signal()
         rc_sa = Signal(range(p.sas + 1))
+        # timer events (CTRL.timer_events): the earliest deadline armed since
+        # the last sweep (conservative: a deadline cleared later leaves it
+        # early, which costs an empty sweep, never a missed event)
+        next_deadline = Signal(32)
+        timed_any = Signal()
+        tv_slot = Signal(16)
+        tv_emit = Signal()              # pass 2+: free the entries whose age is tv_target
+        tv_target = Signal(32)          # age (now - deadline) of the deadline being freed
+        tv_next = Signal(32)
+        tv_next_have = Signal()
+        tv_future = Signal(32)          # earliest (deadline - now) still ahead
+        tv_future_have = Signal()
+
+        def arm(deadline):
+            """A latch deadline was set: keep the earliest one."""
+            earlier = Signal(32)
+            m.d.comb += earlier.eq(deadline - next_deadline)
+            with m.If(~timed_any | earlier[31]):
+                m.d.sync += next_deadline.eq(deadline)
+            m.d.sync += timed_any.eq(1)
         rp_init = Signal(replay.cmd.payload.shape())
 
         # default: no table requests
@@ -301,7 +321,15 @@ class PolicyCore(wiring.Component):
                                      flow.remote_port.eq(r.dport)]
                     m.d.sync += [flow.v6.eq(r.v6), flow.proto.eq(r.proto),
                                  flow.ports_valid.eq(r.ports_valid)]
-                    m.next = "CLASSIFY"
+                    due = Signal(32)
+                    m.d.comb += due.eq(pm.now - next_deadline)
+                    with m.If(regs.ctrl[2] & timed_any & ~due[31]):
+                        # ModelDevice.advance: free expired latches first
+                        m.d.sync += [tv_slot.eq(0), tv_emit.eq(0), tv_next_have.eq(0),
+                                     tv_future_have.eq(0)]
+                        m.next = "TV_READ"
+                    with m.Else():
+                        m.next = "CLASSIFY"
 
             with m.State("COMMIT"):
                 table = commit[16:20]
@@ -518,6 +546,59 @@ class PolicyCore(wiring.Component):
                 with m.Elif(~is_latch & (idx < p.sas)):
                     m.d.sync += ctr_out.eq(sactr_rp.data)
                 m.next = "IDLE"
+
+            # ---- timer sweep before a frame (CTRL.timer_events): every latch
+            # whose deadline is at or before now is freed with a `timer` event,
+            # in (deadline, slot) order as the model frees them: pass 1 finds
+            # the earliest expired deadline, each further pass frees the
+            # entries of one deadline in slot order and finds the next one
+            with m.State("TV_READ"):
+                m.d.comb += [latch.cmd.valid.eq(1), latch.cmd.payload.op.eq(Op.READ),
+                             latch.cmd.payload.slot.eq(tv_slot), latch.cmd.payload.now.eq(meta.now)]
+                with m.If(latch.cmd.ready):
+                    m.next = "TV_WAIT"
+            with m.State("TV_WAIT"):
+                m.d.comb += latch.resp.ready.eq(1)
+                e = latch.resp.payload.entry
+                tv_age = Signal(32)
+                tv_ahead = Signal(32)
+                m.d.comb += [tv_age.eq(meta.now - e.deadline), tv_ahead.eq(e.deadline - meta.now)]
+                used = (e.state != LatchState.FREE) & e.timed
+                expired = used & ~tv_age[31]
+                with m.If(latch.resp.valid):
+                    m.next = "TV_NEXT"
+                    with m.If(expired & tv_emit & (tv_age == tv_target)):
+                        event(e.state, LatchState.FREE, Cause.TIMER, slot_v=tv_slot, peer=e.peer)
+                        m.next = "TV_EV"
+                    with m.Elif(expired & (~tv_emit | (tv_age < tv_target))):
+                        with m.If(~tv_next_have | (tv_age > tv_next)):
+                            m.d.sync += [tv_next.eq(tv_age), tv_next_have.eq(1)]
+                    with m.Elif(used & tv_age[31]):
+                        with m.If(~tv_future_have | (tv_ahead < tv_future)):
+                            m.d.sync += [tv_future.eq(tv_ahead), tv_future_have.eq(1)]
+            with m.State("TV_EV"):
+                m.d.comb += ev_push.eq(1)
+                m.next = "TV_FREE"
+            with m.State("TV_FREE"):
+                m.d.comb += [latch.cmd.valid.eq(1), latch.cmd.payload.op.eq(Op.WRITE),
+                             latch.cmd.payload.slot.eq(tv_slot)]
+                with m.If(latch.cmd.ready):
+                    m.next = "TV_FREE_WAIT"
+            with m.State("TV_FREE_WAIT"):
+                m.d.comb += latch.resp.ready.eq(1)
+                with m.If(latch.resp.valid):
+                    m.next = "TV_NEXT"
+            with m.State("TV_NEXT"):
+                with m.If(tv_slot != p.latch_capacity - 1):
+                    m.d.sync += tv_slot.eq(tv_slot + 1)
+                    m.next = "TV_READ"
+                with m.Elif(tv_next_have):
+                    m.d.sync += [tv_slot.eq(0), tv_emit.eq(1), tv_target.eq(tv_next),
+                                 tv_next_have.eq(0), tv_future_have.eq(0)]
+                    m.next = "TV_READ"
+                with m.Else():
+                    m.d.sync += [next_deadline.eq(meta.now + tv_future), timed_any.eq(tv_future_have)]
+                    m.next = "CLASSIFY"
 
             with m.State("CLASSIFY"):
                 with m.If(meta.decap):
@@ -843,6 +924,7 @@ class PolicyCore(wiring.Component):
                 # ModelDevice._track: UDP idle timer; TCP SYN re-open, FIN, RST
                 with m.If(is_udp):
                     m.d.sync += [entry.timed.eq(1), entry.deadline.eq(meta.now + regs.udp_idle)]
+                    arm(meta.now + regs.udp_idle)
                     m.next = "WRITE_LATCH"
                 with m.Elif((entry.state == LatchState.TIME_WAIT) & syn_only):
                     m.d.sync += [entry.fin_in.eq(0), entry.fin_out.eq(0), entry.timed.eq(0),
@@ -857,6 +939,7 @@ class PolicyCore(wiring.Component):
                               & ((flags & TCP_RST).any() | (fin_in & fin_out))):
                         m.d.sync += [entry.state.eq(LatchState.TIME_WAIT), entry.timed.eq(1),
                                      entry.deadline.eq(meta.now + regs.time_wait)]
+                        arm(meta.now + regs.time_wait)
                         event(entry.state, LatchState.TIME_WAIT,
                               Mux((flags & TCP_RST).any(), Cause.RST, Cause.FIN))
                         m.next = "WRITE_LATCH_EV"

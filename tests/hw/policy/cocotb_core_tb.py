@@ -172,6 +172,7 @@ async def core_matches_model(dut):
 
     await load(cfg, None)
     await tb.wr(regs.IRQ_ENABLE, 1)
+    await tb.wr(regs.CTRL, 1 << regs.CTRL_TIMER_EVENTS_SHIFT)     # timer events, as the model
     drift = os.environ.get("CORE_DRIFT")
     plan = {}
     if drift:
@@ -214,7 +215,7 @@ async def core_matches_model(dut):
         if got != want:
             errors.append(f"frame {n} {direction} t={now_ns // TICK_NS} {frame.hex()}: "
                           f"model {mv.action}/{mv.reason}/{mv.sa}/{mv.latch} want {want} got {got}")
-        for e in model_events(model, model.drain_events()):
+        for e in model_events(model, model.drain_events(), timers=True):
             compared["ev_" + e["cause"]] += 1
             expect_events.append(e)
         if n % 64 == 63:
@@ -245,7 +246,7 @@ async def core_matches_model(dut):
     needs = () if drift else ("latch_table_full", "latch_peer", "seq_exhausted", "spd_clear", "latch_clear",
                  "no_policy", "spd_discard", "malformed", "fragment", "no_sa", "replay", "icv",
                  "bad_padding", "spd_mismatch", "pad_claim", "latch_qop", "forward",
-                 "in_sa_forward", "in_sa_latch_peer", "in_sa_replay", "in_sa_icv")
+                 "in_sa_forward", "in_sa_latch_peer", "in_sa_replay", "in_sa_icv", "ev_timer")
     for need in needs:
         assert compared[need] > 0, f"the traffic mix never produced {need}: {dict(compared)}"
 
@@ -282,6 +283,7 @@ async def latching_scenarios(dut):
 
     await load(cfg)
     await tb.wr(regs.IRQ_ENABLE, 1)
+    await tb.wr(regs.CTRL, 1 << regs.CTRL_TIMER_EVENTS_SHIFT)
     assert int(dut.irq.value) == 0
     rng = random.Random(5)
 
@@ -379,10 +381,10 @@ async def latching_scenarios(dut):
             break
     else:
         raise AssertionError("the set never filled")
-    events = model_events(model, model.drain_events())
+    events = model_events(model, model.drain_events(), timers=True)
     same_events(events, await tb.drain_events())
     causes = [e["cause"] for e in events]
-    for need in ("clone", "rst", "config_applied"):
+    for need in ("clone", "rst", "config_applied", "timer"):
         assert need in causes, causes
     await tb.check_counters(model, slots)
     await compare(tb.drv, model, dut._log)

@@ -54,12 +54,12 @@ class CoreDriver:
         return out
 
 
-def model_events(model, events) -> list[dict]:
+def model_events(model, events, timers: bool = False) -> list[dict]:
     """ModelDevice.drain_events() output as the backends' event dicts
-    (ModelBackend's form), without the model-only `timer` events (the
-    gateware expires latches without an event, docs/policy-core.md)."""
+    (ModelBackend's form). `timer` events only with `timers`: the gateware
+    queues them only with CTRL.timer_events set (docs/policy-core.md)."""
     return [{"time_ns": e.time_ns, "slot": e.slot, "peer": model.peer_name(e.peer), "old": e.old,
-             "new": e.new, "cause": e.cause} for e in events if e.cause != "timer"]
+             "new": e.new, "cause": e.cause} for e in events if timers or e.cause != "timer"]
 
 
 def same_events(want: list[dict], got: list[dict]):
