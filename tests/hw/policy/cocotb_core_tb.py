@@ -251,6 +251,21 @@ async def core_matches_model(dut):
         assert compared[need] > 0, f"the traffic mix never produced {need}: {dict(compared)}"
 
 
+# an inbound AH SA with no selectors (SPI alone), for IPv6 frames
+AH6_SA = """
+[[sa]]
+name = "any-ah6"
+dir = "in"
+spi = 0x1006
+proto = "ah"
+mode = "transport"
+alg = "gmac-128"
+key = "707172737475767778797a7b7c7d7e7f090a0b0c"
+icv = 16
+peer = "alice@example.org"
+"""
+
+
 @cocotb.test()
 async def latching_scenarios(dut):
     """The latching scenarios at this level, every step asserted explicitly
@@ -341,6 +356,22 @@ async def latching_scenarios(dut):
     await pstep("alice-in-weak", (False, "203.0.113.50", "tcp", 40011, 80), "A", 3, "drop",
                 "spd_mismatch", latched=False)                             # protected, policy BYPASS
     await tb.check_counters(model, slots)
+    # AH over an IPv6 routing header: refused before the ICV (`unsupported`),
+    # after the SAD lookup and the replay check, in both engines
+    ah6 = parse_config(base_text + AH6_SA, "ah6")
+    await load(ah6)
+    from scapy.layers.inet import TCP
+    from scapy.layers.inet6 import IPv6, IPv6ExtHdrRouting
+    from scapy.layers.ipsec import AH
+    from scapy.layers.l2 import Ether
+    eth = Ether(src="02:00:00:00:00:99", dst="02:00:00:00:00:01")
+    f = bytes(eth / IPv6(src="2001:db8:1::5", dst="2001:db8::1") / IPv6ExtHdrRouting()
+              / AH(spi=0x1006, seq=1, nh=6, payloadlen=8, icv=bytes(20)) / TCP(flags="A"))
+    mv = model.process(f, "in", 3 * TICK_NS)
+    p1, hv = await tb.inbound(model, slots, f, 3)
+    check(mv, hv, 3, "drop", "unsupported", False)
+    assert mv.sa == "any-ah6" and p1["action"] == 1 and hv["sa"] == slots["any-ah6"], (mv.sa, hv)
+    await load(cfg)
     await load(drift)                                                      # alice's rule -> bob's SA
     await step("out", A, "A", 4, "drop", "latch_broken")                   # never to another peer
     await load(cfg)                                                        # compatible SA again
