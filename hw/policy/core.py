@@ -136,7 +136,8 @@ class PolicyCore(wiring.Component):
         m.submodules.parser = parser = HeaderParser()
         m.submodules.spd = spd = SpdEngine(p.spd_rules, rows=p.spd_rows)
         m.submodules.tpl = tpl = SpdEngine(p.templates, directions=1)
-        m.submodules.latch = latch = LatchTable(p.latch_capacity, p.latch_ways)
+        m.submodules.latch = latch = LatchTable(p.latch_capacity, p.latch_ways,
+                                                 capacity_v6=p.latch_capacity_v6)
         m.submodules.sad = sad = SadLookup(p.sas)
         m.submodules.replay = replay = ReplayWindows(p.sas, p.replay_window_max)
         m.submodules.events = events = fifo.SyncFIFOBuffered(width=event_layout.size,
@@ -183,6 +184,8 @@ class PolicyCore(wiring.Component):
                      regs.ctr_bytes_out_lo.eq(ctr_out.bytes_out[:32]),
                      regs.ctr_bytes_out_hi.eq(ctr_out.bytes_out[32:]),
                      regs.ctr_drops.eq(ctr_out.drops)]
+        ctr_seq = Signal(64)            # CTR_READ of an SA: last sent / window top
+        m.d.comb += [regs.ctr_seq_lo.eq(ctr_seq[:32]), regs.ctr_seq_hi.eq(ctr_seq[32:])]
         evt_lost = Signal(16)
         m.d.comb += [
             regs.tbl_commits.eq(commits),
@@ -535,17 +538,34 @@ class PolicyCore(wiring.Component):
 
             # ---- host read of one SA's or latch's counters (CTR_READ)
             with m.State("CTR_HOST"):
-                m.d.comb += [sactr_rp.addr.eq(regs.ctr_read[:16]), lctr_rp.addr.eq(regs.ctr_read[:16])]
+                m.d.comb += [sactr_rp.addr.eq(regs.ctr_read[:16]), lctr_rp.addr.eq(regs.ctr_read[:16]),
+                             sa_rp.addr.eq(regs.ctr_read[:16])]
                 m.next = "CTR_HOST_DATA"
             with m.State("CTR_HOST_DATA"):
                 is_latch = regs.ctr_read[16]
                 idx = regs.ctr_read[:16]
-                m.d.sync += [ctr_out.eq(0), ctr_pending.eq(0)]
+                m.d.sync += [ctr_out.eq(0), ctr_seq.eq(0), ctr_pending.eq(0)]
+                m.next = "IDLE"
                 with m.If(is_latch & (idx < p.latch_capacity)):
                     m.d.sync += ctr_out.eq(lctr_rp.data)
                 with m.Elif(~is_latch & (idx < p.sas)):
                     m.d.sync += ctr_out.eq(sactr_rp.data)
-                m.next = "IDLE"
+                    with m.If(sa_rp.data.valid & sa_rp.data.out):
+                        m.d.sync += ctr_seq.eq(sa_rp.data.seq)
+                    with m.Elif(sa_rp.data.valid):
+                        # an inbound SA's window top lives in the replay windows
+                        m.d.sync += ctr_pending.eq(1)
+                        m.next = "CTR_TOP"
+            with m.State("CTR_TOP"):
+                m.d.comb += [replay.cmd.valid.eq(1), replay.cmd.payload.op.eq(ReplayOp.READ),
+                             replay.cmd.payload.sa.eq(regs.ctr_read[:16])]
+                with m.If(replay.cmd.ready):
+                    m.next = "CTR_TOP_WAIT"
+            with m.State("CTR_TOP_WAIT"):
+                m.d.comb += replay.resp.ready.eq(1)
+                with m.If(replay.resp.valid):
+                    m.d.sync += [ctr_seq.eq(replay.resp.payload.seq), ctr_pending.eq(0)]
+                    m.next = "IDLE"
 
             # ---- timer sweep before a frame (CTRL.timer_events): every latch
             # whose deadline is at or before now is freed with a `timer` event,

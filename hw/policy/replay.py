@@ -13,6 +13,8 @@ Operations (`cmd` -> `resp`):
 * CHECK(sa, seq_low): before the ICV. With ESN the high half is inferred as in
   RFC 4303 A2.2; `ok` = the number may be accepted; `seq` = the full number.
 * UPDATE(sa, seq): after the ICV verified: move the window, mark `seq`.
+* READ(sa): `seq` = the window top (the highest number accepted), for the
+  host's counter read-out.
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
@@ -27,6 +29,7 @@ class ReplayOp(enum.Enum, shape=2):
     INIT = 0
     CHECK = 1
     UPDATE = 2
+    READ = 3
 
 
 state_layout = data.StructLayout({"top": 64, "esn": 1, "size": 13})
@@ -122,6 +125,9 @@ class ReplayWindows(wiring.Component):
                 m.d.sync += st.eq(s_rp.data)
                 with m.If(cmd.op == ReplayOp.CHECK):
                     m.next = "CHECK"
+                with m.Elif(cmd.op == ReplayOp.READ):
+                    m.d.sync += [resp.ok.eq(1), resp.seq.eq(s_rp.data.top)]
+                    m.next = "RESP"
                 with m.Else():
                     m.next = "UPDATE"
             with m.State("CHECK"):

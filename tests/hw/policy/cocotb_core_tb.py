@@ -114,10 +114,11 @@ class TB:
         await self.wr(regs.CTR_READ, index | int(latch) << 16)
         w = {n: await self.rd(getattr(regs, "CTR_" + n.upper())) for n in
              ("packets_in", "packets_out", "bytes_in_lo", "bytes_in_hi", "bytes_out_lo",
-              "bytes_out_hi", "drops")}
+              "bytes_out_hi", "drops", "seq_lo", "seq_hi")}
         return {"packets_in": w["packets_in"], "packets_out": w["packets_out"],
                 "bytes_in": w["bytes_in_lo"] | w["bytes_in_hi"] << 32,
-                "bytes_out": w["bytes_out_lo"] | w["bytes_out_hi"] << 32, "drops": w["drops"]}
+                "bytes_out": w["bytes_out_lo"] | w["bytes_out_hi"] << 32, "drops": w["drops"],
+                "seq": w["seq_lo"] | w["seq_hi"] << 32}
 
     async def check_counters(self, model, slots):
         """Per-SA and per-live-latch counters against ModelDevice.counters()."""
@@ -125,7 +126,8 @@ class TB:
         for name, c in mc["sa"].items():
             d = model.sad.by_name[name].spec.dir
             want = {"packets_" + d: c["packets"], "bytes_" + d: c["bytes"],
-                    "drops": sum(c["drops"].values())}
+                    "drops": sum(c["drops"].values()),
+                    "seq": c["seq"] if d == "out" else c["replay_top"]}
             got = await self.counters(slots[name], False)
             assert {k: got[k] for k in want} == want, (name, got, want)
             other = "in" if d == "out" else "out"
@@ -133,7 +135,7 @@ class TB:
         for slot, c in mc["latch"].items():
             want = {"packets_in": c["packets"].get("in", 0), "packets_out": c["packets"].get("out", 0),
                     "bytes_in": c["bytes"].get("in", 0), "bytes_out": c["bytes"].get("out", 0),
-                    "drops": c["drops"]}
+                    "drops": c["drops"], "seq": 0}
             got = await self.counters(slot, True)
             assert got == want, ("latch", slot, got, want)
         return len(mc["sa"]), len(mc["latch"])

@@ -59,6 +59,9 @@ def _run(seed, sas, max_window, ops):
             if want_ok and rng.random() < 0.85:          # the ICV verified
                 w.update(want_seq)
                 await do(ReplayOp.UPDATE, sa, want_seq)
+                top = (await do(ReplayOp.READ, sa))["seq"]    # what the host reads
+                if top != w.top:
+                    errors.append((n, sa, "top", top, w.top))
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
