@@ -27,12 +27,19 @@ from pathlib import Path
 
 
 TARGETS = {
-    # name: (nextpnr flags, clock constraint MHz, spd rules, latch capacity, ways)
-    "25f": (["--25k", "--package", "CABGA256", "--speed", "6"], 125, 64, 1024, 4),
-    # 16384 latches do not fit the 85F yet: a latch entry holds the full 38-byte
-    # key (357 bits in all), 16384 x 357 bits = 5.8 Mbit > the 85F's 3.7 Mbit of EBR
-    "85f": (["--um5g-85k", "--package", "CABGA381", "--speed", "8"], 125, 64, 8192, 4),
+    # name: (nextpnr flags, clock constraint MHz, spd rules, latch slots, ways,
+    #        of which IPv6 slots (0: one table))
+    "25f": (["--25k", "--package", "CABGA256", "--speed", "6"], 125, 64, 1024, 4, 0),
+    # full 357-bit entries for 16384 latches would be 5.8 Mbit > the 85F's 3.7 Mbit
+    # of EBR: split, 16384 IPv4 latches in compact 164-bit entries + 1024 IPv6
+    "85f": (["--um5g-85k", "--package", "CABGA381", "--speed", "8"], 125, 64, 16384 + 1024, 4, 1024),
 }
+
+
+def capacity_text(cap: int, ways: int, cap6: int) -> str:
+    if not cap6:
+        return f"{cap} latches ({ways}-way, IPv4 and IPv6)"
+    return f"{cap - cap6} IPv4 latches + {cap6} IPv6 latches ({ways}-way each, {cap} slots)"
 
 
 def synthesize(target: str, timeout: int = 900, fresh: bool = False) -> dict:
@@ -42,9 +49,11 @@ def synthesize(target: str, timeout: int = 900, fresh: bool = False) -> dict:
     from latchnic.toolchain import build_dir
     from .ecp5 import synthesize as synth
 
-    flags, freq, rules, cap, ways = TARGETS[target]
-    core = PolicyCore(Params(sas=64, spd_rules=rules, templates=16, latch_capacity=cap, latch_ways=ways))
-    return {"target": target, "spd_rules": rules, "latch_capacity": cap, "ways": ways} | synth(
+    flags, freq, rules, cap, ways, cap6 = TARGETS[target]
+    core = PolicyCore(Params(sas=64, spd_rules=rules, templates=16, latch_capacity=cap, latch_ways=ways,
+                             latch_capacity_v6=cap6))
+    return {"target": target, "spd_rules": rules, "latch_capacity": cap, "ways": ways,
+            "latch_capacity_v6": cap6} | synth(
         core, build_dir(f"synth_policy_{target}"), flags, freq, timeout, fresh)
 
 
@@ -329,9 +338,9 @@ def main(argv=None) -> int:
         print("   (1 GbE line rate with 64 B frames: 1.488 Mframes/s)")
     if not a.no_synth:
         for target in a.target or list(TARGETS):
-            flags, freq, rules, cap, ways = TARGETS[target]
+            flags, freq, rules, cap, ways, cap6 = TARGETS[target]
             print(f"== synthesis {target}: {' '.join(flags)}, {rules} SPD rules/direction, "
-                  f"{cap} latches ({ways}-way), clock constraint {freq} MHz")
+                  f"{capacity_text(cap, ways, cap6)}, clock constraint {freq} MHz")
             t = time.monotonic()
             syn = synthesize(target, a.timeout)
             if "error" in syn:

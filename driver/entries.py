@@ -137,7 +137,8 @@ def config_to_toml(cfg: Config) -> str:
     whole configuration over the control socket)."""
     d = cfg.device
     lines = ["[device]"]
-    for k in ("replay_window", "time_wait_s", "udp_idle_s", "latch_capacity", "latch_ways"):
+    for k in ("replay_window", "time_wait_s", "udp_idle_s", "latch_capacity", "latch_ways",
+              "latch_capacity_v6"):
         lines.append(f"{k} = {_toml_value(getattr(d, k))}")
     for kind, items in (("peer", cfg.peers), ("sa", cfg.sas), ("spd", cfg.spd),
                         ("template", cfg.templates)):

@@ -85,6 +85,9 @@ class RegisterBackend(Backend):
         self.cap_sas, self.cap_spd = tables & 0xFFFF, tables >> 16
         self.cap_peers, self.cap_templates = pad & 0xFFFF, pad >> 16
         self.cap_latches, self.latch_ways = lat & 0xFFFFFF, 1 << ((lat >> 24) & 0xF)
+        # split geometry: the last 2^(n-1) slots are the IPv6 table (0: one table)
+        v6 = lat >> 28 & 0xF
+        self.cap_latches_v6 = 1 << (v6 - 1) if v6 else 0
         self.window_max, self.window_default = replay & 0xFFFF, replay >> 16
         self.event_depth = (misc >> 8) & 0xFFFF
         self.cap_claims = bus.read(regs.CAPS_CLAIMS) & 0xFFFF
@@ -93,7 +96,8 @@ class RegisterBackend(Backend):
                                f"{len(REASONS)}")
         # the host side (see the module docstring)
         self.knobs = DeviceKnobs(replay_window=self.window_default,
-                                 latch_capacity=self.cap_latches, latch_ways=self.latch_ways)
+                                 latch_capacity=self.cap_latches, latch_ways=self.latch_ways,
+                                 latch_capacity_v6=self.cap_latches_v6)
         self.pad = Pad(self.cap_peers)
         self.sa: dict[str, SA] = {}
         self.sa_slots: dict[str, int] = {}      # also deleted SAs that SPD rules still name
@@ -225,10 +229,12 @@ class RegisterBackend(Backend):
                                f"maximum {self.window_max}")
 
     def _check_knobs(self, d: DeviceKnobs, source: str):
-        if (d.latch_capacity, d.latch_ways) != (self.cap_latches, self.latch_ways):
-            raise BackendError(f"{source}: [device] latch_capacity/latch_ways {d.latch_capacity}/"
-                               f"{d.latch_ways} differ from the core's {self.cap_latches}/"
-                               f"{self.latch_ways} (a build parameter)")
+        if (d.latch_capacity, d.latch_ways, d.latch_capacity_v6) != (
+                self.cap_latches, self.latch_ways, self.cap_latches_v6):
+            raise BackendError(f"{source}: [device] latch_capacity/latch_ways/latch_capacity_v6 "
+                               f"{d.latch_capacity}/{d.latch_ways}/{d.latch_capacity_v6} differ from "
+                               f"the core's {self.cap_latches}/{self.latch_ways}/{self.cap_latches_v6} "
+                               "(a build parameter)")
         if d.replay_window > self.window_max:
             raise BackendError(f"{source}: [device] replay_window {d.replay_window} exceeds the "
                                f"core's maximum {self.window_max}")
@@ -580,7 +586,8 @@ class RegisterBackend(Backend):
             "replay_window": self.bus.read(regs.REPLAY_WINDOW), "replay_window_max": self.window_max,
             "peers": self.cap_peers, "sas": self.cap_sas, "spd_rules_per_direction": self.cap_spd,
             "templates": self.cap_templates, "latches": self.cap_latches,
-            "latch_ways": self.latch_ways, "event_depth": self.event_depth,
+            "latch_ways": self.latch_ways, "latches_v6": self.cap_latches_v6,
+            "event_depth": self.event_depth,
             "pad_claims": self.cap_claims,
         }
 
@@ -590,7 +597,7 @@ class RegisterBackend(Backend):
             return
         doc = {"knobs": {k: getattr(self.knobs, k) for k in ("replay_window", "time_wait_s",
                                                              "udp_idle_s", "latch_capacity",
-                                                             "latch_ways")},
+                                                             "latch_ways", "latch_capacity_v6")},
                "peers": [to_table(p) for p in self.pad.peers.values()],
                "pad_index": self.pad.index, "pad_history": self.pad.history,
                "sas": [to_table(s) for s in self.sa.values()], "sa_slots": self.sa_slots,

@@ -76,6 +76,7 @@ class Params:
     templates: int = 16
     latch_capacity: int = 1024
     latch_ways: int = 4
+    latch_capacity_v6: int = 0     # 0: one table; else the last slots are an IPv6 table (docs/model.md)
     replay_window_max: int = 1024
     replay_window_default: int = 64
     event_depth: int = 64
@@ -127,7 +128,8 @@ def _caps_values(p: Params) -> dict[str, int]:
         "VERSION": (VERSION_MAJOR << 16) | VERSION_MINOR,
         "CAPS_TABLES": p.sas | (p.spd_rules << 16),
         "CAPS_PAD": p.peers | (p.templates << 16),
-        "CAPS_LATCH": p.latch_capacity | ((p.latch_ways.bit_length() - 1) << 24),
+        "CAPS_LATCH": (p.latch_capacity | ((p.latch_ways.bit_length() - 1) << 24)
+                       | (p.latch_capacity_v6.bit_length() << 28)),
         "CAPS_CRYPTO": alg_bits | (0b11 << 4) | (0b11 << 6) | (0b111 << 8) | (1 << 11),
         "CAPS_REPLAY": p.replay_window_max | (p.replay_window_default << 16),
         "CAPS_MISC": len(REASONS) | (p.event_depth << 8) | (STAGE_WORDS << 24),
@@ -152,8 +154,12 @@ def _build() -> tuple[Register, ...]:
         R("CAPS_PAD", 0x00C, "ro", "PAD and template table sizes.",
           (F("peers", 0, 16, "PAD entries (peer indexes 0..peers-1)"),
            F("templates", 16, 16, "latch template entries")), const="CAPS_PAD", group=g),
-        R("CAPS_LATCH", 0x010, "ro", "Latch table geometry: capacity slots in capacity/ways sets.",
-          (F("capacity", 0, 24, "latch slots"), F("log2_ways", 24, 4, "log2 of the ways per set")),
+        R("CAPS_LATCH", 0x010, "ro", "Latch table geometry: capacity slots in sets of 2^log2_ways ways "
+          "(docs/model.md, Latch table).",
+          (F("capacity", 0, 24, "latch slots, both IP versions"),
+           F("log2_ways", 24, 4, "log2 of the ways per set"),
+           F("v6_log2p1", 28, 4, "0: one table for both IP versions; n > 0: split, the last "
+             "2^(n-1) slots are the IPv6 table, the slots before them the IPv4 table")),
           const="CAPS_LATCH", group=g),
         R("CAPS_CRYPTO", 0x014, "ro", "Algorithms and formats the datapath implements.",
           (F("algs", 0, 4, "bit i: " + ", ".join(f"{i} {a}" for i, a in enumerate(ALGORITHMS))),

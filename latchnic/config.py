@@ -82,6 +82,9 @@ class DeviceKnobs:
     udp_idle_s: float = 30.0
     latch_capacity: int = 1024     # latch table slots (sets x ways)
     latch_ways: int = 4            # set associativity: a set full = table full for that flow
+    # 0: one table for both IP versions; else the last latch_capacity_v6 slots
+    # are a table for IPv6 flows, the others one for IPv4 flows (docs/model.md)
+    latch_capacity_v6: int = 0
 
 
 @dataclass(frozen=True)
@@ -290,10 +293,21 @@ def _device(source, table) -> DeviceKnobs:
     ways = e.get("latch_ways", int, d.latch_ways)
     if ways < 1 or ways & (ways - 1):
         e.fail("latch_ways", f"must be a power of two >= 1, got {ways}")
-    if cap < ways or cap % ways or (cap // ways) & (cap // ways - 1):
+    cap6 = e.get("latch_capacity_v6", int, d.latch_capacity_v6)
+
+    def ways_pow2(n):
+        return n >= ways and n % ways == 0 and not (n // ways) & (n // ways - 1)
+
+    if cap6 == 0 and not ways_pow2(cap):
         e.fail("latch_capacity", f"must be latch_ways x a power of two, got {cap}")
+    if cap6 != 0:
+        if cap6 < 0 or not ways_pow2(cap6):
+            e.fail("latch_capacity_v6", f"must be 0 (one table) or latch_ways x a power of two, got {cap6}")
+        if not ways_pow2(cap - cap6):
+            e.fail("latch_capacity", f"minus latch_capacity_v6 ({cap6}) must be latch_ways x a power "
+                   f"of two (the IPv4 table), got {cap} - {cap6} = {cap - cap6}")
     e.finish()
-    return DeviceKnobs(rw, float(tw), float(ui), cap, ways)
+    return DeviceKnobs(rw, float(tw), float(ui), cap, ways, cap6)
 
 
 def _peer(source, i, table) -> Peer:

@@ -59,7 +59,7 @@ class ModelDevice:
         self.sad = Sad()
         self.spd = Spd()
         self.templates = TemplateTable(template_capacity)
-        self.latches = LatchTable(knobs.latch_capacity, knobs.latch_ways)
+        self.latches = LatchTable(knobs.latch_capacity, knobs.latch_ways, knobs.latch_capacity_v6)
         self.now_ns = 0
         self._events: list[LatchEvent] = []
         self.drops: Counter = Counter()
@@ -83,6 +83,7 @@ class ModelDevice:
             "peers": self.pad.capacity, "sas": self.sa_capacity, "spd_rules": self.spd_capacity,
             "templates": self.templates.capacity,
             "latches": self.knobs.latch_capacity, "latch_ways": self.knobs.latch_ways,
+            "latches_v6": self.knobs.latch_capacity_v6,
         }
 
     def _config_view(self) -> Config:
@@ -180,16 +181,16 @@ class ModelDevice:
         """Make the device's tables equal to cfg, all or nothing. SAs whose
         definition is unchanged keep their counters and windows; latches stay
         and are re-checked against the new tables."""
-        if (cfg.device.replay_window, cfg.device.latch_capacity, cfg.device.latch_ways) != (
-                self.knobs.replay_window, self.knobs.latch_capacity, self.knobs.latch_ways) and (
-                len(self.sad.by_name) or len(self.latches)):
-            raise DeviceError(f"{cfg.source}: [device] replay_window/latch_capacity/latch_ways "
-                              "cannot change on a live device")
+        geometry = lambda d: (d.replay_window, d.latch_capacity, d.latch_ways, d.latch_capacity_v6)
+        if geometry(cfg.device) != geometry(self.knobs) and (len(self.sad.by_name) or len(self.latches)):
+            raise DeviceError(f"{cfg.source}: [device] replay_window/latch_capacity/latch_ways/"
+                              "latch_capacity_v6 cannot change on a live device")
         self._check(cfg)
         keep = {s.name: self.sad.by_name[s.name] for s in cfg.sas
                 if s.name in self.sad.by_name and self.sad.by_name[s.name].spec == s}
         if not len(self.sad.by_name) and not len(self.latches):
-            self.latches = LatchTable(cfg.device.latch_capacity, cfg.device.latch_ways)
+            self.latches = LatchTable(cfg.device.latch_capacity, cfg.device.latch_ways,
+                                      cfg.device.latch_capacity_v6)
         self.knobs = cfg.device
         pinned = self._pinned_peers()
         for name in list(self.pad.peers):

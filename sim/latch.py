@@ -5,6 +5,11 @@ The table is set-associative exactly like the gateware's: a flow's set is
 CRC-32 (IEEE, as zlib computes it) of its 38-byte key, modulo the number of
 sets; within a set the lowest free way is used. A full set fails closed: the
 packet is dropped and no live latch is ever evicted.
+
+Split geometry (`capacity_v6` > 0): IPv4 flows use slots
+0 .. capacity - capacity_v6 - 1 and IPv6 flows the last `capacity_v6` slots,
+two tables with the same ways, each with its own number of sets (the same
+CRC-32 of the 38-byte key modulo it) and each failing closed on its own.
 """
 
 from __future__ import annotations
@@ -77,22 +82,32 @@ class TemplateTable:
 
 
 class LatchTable:
-    def __init__(self, capacity: int, ways: int):
+    def __init__(self, capacity: int, ways: int, capacity_v6: int = 0):
         self.ways = ways
-        self.sets = capacity // ways
+        self.capacity_v6 = capacity_v6
+        self.v6_base = capacity - capacity_v6 if capacity_v6 else 0   # first IPv6 slot
+        self.sets = (capacity - capacity_v6) // ways     # of the IPv4 (or the only) table
+        self.sets_v6 = capacity_v6 // ways
         self.slots: list[Latch | None] = [None] * capacity
         self._by_flow: dict[Flow, Latch] = {}
         self._deadlines: list[tuple[int, int, int]] = []   # (deadline, slot, id(latch)) lazily pruned
 
     def set_of(self, flow: Flow) -> int:
-        return zlib.crc32(flow.key_bytes()) & (self.sets - 1)
+        """The flow's set within its table (the IPv6 table's when split)."""
+        sets = self.sets_v6 if self.capacity_v6 and flow.version == 6 else self.sets
+        return zlib.crc32(flow.key_bytes()) & (sets - 1)
+
+    def first_slot(self, flow: Flow) -> int:
+        """Slot of way 0 of the flow's set."""
+        base = self.v6_base if self.capacity_v6 and flow.version == 6 else 0
+        return base + self.set_of(flow) * self.ways
 
     def lookup(self, flow: Flow) -> Latch | None:
         return self._by_flow.get(flow)
 
     def insert(self, flow: Flow, **fields) -> Latch | None:
         """Clone a latch into the flow's set; None if every way is taken."""
-        base = self.set_of(flow) * self.ways
+        base = self.first_slot(flow)
         for slot in range(base, base + self.ways):
             if self.slots[slot] is None:
                 latch = Latch(slot=slot, flow=flow, **fields)

@@ -223,6 +223,20 @@ CASES = {
     "latch_capacity_zero": (with_device(latch_capacity=0, latch_ways=1), DEV, "latch_capacity"),
     "latch_ways_3": (with_device(latch_capacity=12, latch_ways=3), DEV, "latch_ways"),
     "latch_ways_0": (with_device(latch_ways=0), DEV, "latch_ways"),
+    # split geometry: the IPv6 table and the rest (the IPv4 table) are each ways x 2^k
+    "latch_capacity_v6_96": (with_device(latch_capacity=1120, latch_capacity_v6=96), DEV,
+                             "latch_capacity_v6"),
+    "latch_capacity_v6_negative": (with_device(latch_capacity=1024, latch_capacity_v6=-4), DEV,
+                                   "latch_capacity_v6"),
+    "latch_capacity_v6_below_ways": (with_device(latch_capacity=1026, latch_capacity_v6=2), DEV,
+                                     "latch_capacity_v6"),
+    "latch_capacity_v6_text": (with_device(latch_capacity_v6="256"), DEV, "latch_capacity_v6"),
+    "latch_capacity_v4_part_768": (with_device(latch_capacity=1024, latch_capacity_v6=256), DEV,
+                                   "latch_capacity"),
+    "latch_capacity_v4_part_zero": (with_device(latch_capacity=256, latch_capacity_v6=256), DEV,
+                                    "latch_capacity"),
+    "latch_capacity_v4_part_negative": (with_device(latch_capacity=256, latch_capacity_v6=512), DEV,
+                                        "latch_capacity"),
     "time_wait_negative": (with_device(time_wait_s=-1), DEV, "time_wait_s"),
     "time_wait_nan": (with_device(time_wait_s=Toml("nan")), DEV, "time_wait_s"),
     "udp_idle_inf": (with_device(udp_idle_s=Toml("inf")), DEV, "udp_idle_s"),
@@ -342,6 +356,23 @@ def test_near_misses_load(sas):
     cfg = parse_config(config(sas=sas, spd=spd, device={**DEVICE, "latch_capacity": 4,
                                                          "latch_ways": 4}), "ok.toml")
     ModelDevice.from_config(cfg)
+
+
+@pytest.mark.parametrize("cap, ways, cap6, sets4, sets6", [
+    (1024, 4, 0, 256, 0),           # one table (the default geometry)
+    (18432, 4, 2048, 4096, 512),    # the 85F build: 16384 IPv4 + 2048 IPv6 latches
+    (17, 1, 1, 16, 1),              # direct-mapped, one IPv6 slot
+    (24, 8, 8, 2, 1),               # the IPv6 table one set
+])
+def test_latch_geometry_loads(cap, ways, cap6, sets4, sets6):
+    dev = {**DEVICE, "latch_capacity": cap, "latch_ways": ways}
+    if cap6:
+        dev["latch_capacity_v6"] = cap6
+    cfg = parse_config(config(device=dev), "geo.toml")
+    assert (cfg.device.latch_capacity, cfg.device.latch_ways, cfg.device.latch_capacity_v6) == (
+        cap, ways, cap6)
+    table = ModelDevice.from_config(cfg).latches
+    assert (table.sets, table.sets_v6, len(table.slots)) == (sets4, sets6, cap)
 
 
 # ----------------------------------------------------------------- the CLI

@@ -136,7 +136,8 @@ class PolicyCore(wiring.Component):
         m.submodules.parser = parser = HeaderParser()
         m.submodules.spd = spd = SpdEngine(p.spd_rules, rows=p.spd_rows)
         m.submodules.tpl = tpl = SpdEngine(p.templates, directions=1)
-        m.submodules.latch = latch = LatchTable(p.latch_capacity, p.latch_ways)
+        m.submodules.latch = latch = LatchTable(p.latch_capacity, p.latch_ways,
+                                                 capacity_v6=p.latch_capacity_v6)
         m.submodules.sad = sad = SadLookup(p.sas)
         m.submodules.replay = replay = ReplayWindows(p.sas, p.replay_window_max)
         m.submodules.events = events = fifo.SyncFIFOBuffered(width=event_layout.size,

@@ -20,9 +20,21 @@ Operations (`cmd` -> `resp`, one at a time):
   FREE state frees it).
 * READ(slot, now): the slot's entry; `hit` = live (for the re-check sweep).
 Cost: 1 + ceil(38 / crc_step) + ways + 3 cycles for LOOKUP/INSERT, 3 for WRITE.
+
+Split geometry (`capacity_v6` > 0, docs/model.md "Latch table"): the slots
+form two tables with the same ways. IPv4 flows live in slots
+0 .. capacity - capacity_v6 - 1, in a RAM of compact entries that hold the
+13-byte IPv4 key (addresses 32 bits; the zero high address bits and the
+version are implied by the table, not stored): 164 instead of 357 bits per
+entry. IPv6 flows live in the remaining capacity_v6 slots (full entries).
+Each table's set is the same CRC-32 of the 38-byte key modulo its own number
+of sets, and each fails closed on its own. The key stored is the whole key:
+a lookup compares every key bit (no fingerprint), so a flow only ever finds
+its own latch. The entry on `resp` is always the full entry_layout (a
+compact entry is expanded), so the user of the table does not see the split.
 """
 
-from amaranth.hdl import Cat, Const, Module, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -66,6 +78,22 @@ entry_layout = data.StructLayout({
 })
 
 
+# the IPv4 table's key: the 38-byte key's IPv4 content (version 4, high
+# address bits 0 are implied by the table)
+v4_flow_layout = data.StructLayout({
+    "local": 32,
+    "remote": 32,
+    "proto": 8,
+    "ports_valid": 1,
+    "local_port": 16,
+    "remote_port": 16,
+})
+
+entry_v4_layout = data.StructLayout({
+    name: (v4_flow_layout if name == "flow" else field.shape) for name, field in entry_layout
+})
+
+
 def cmd_layout():
     return data.StructLayout({"op": Op, "now": 32, "flow": flow_layout, "slot": 16,
                               "entry": entry_layout})
@@ -75,41 +103,100 @@ resp_layout = data.StructLayout({"hit": 1, "full": 1, "slot": 16, "entry": entry
 
 
 class LatchTable(wiring.Component):
-    def __init__(self, capacity: int = 1024, ways: int = 4, crc_step: int = 8):
-        assert ways & (ways - 1) == 0 and capacity % ways == 0
-        sets = capacity // ways
-        assert sets & (sets - 1) == 0
-        self.capacity, self.ways, self.sets, self.crc_step = capacity, ways, sets, crc_step
-        self.set_bits = (sets - 1).bit_length()
+    def __init__(self, capacity: int = 1024, ways: int = 4, crc_step: int = 8,
+                 capacity_v6: int = 0):
+        assert ways & (ways - 1) == 0 and capacity % ways == 0 and capacity_v6 % ways == 0
+        cap4 = capacity - capacity_v6
+        # (slot base, slots, entry layout) of each table; v4 first
+        self.tables = ([(0, capacity, entry_layout)] if capacity_v6 == 0 else
+                       [(0, cap4, entry_v4_layout), (cap4, capacity_v6, entry_layout)])
+        for _base, slots, _layout in self.tables:
+            sets = slots // ways
+            assert sets >= 1 and sets & (sets - 1) == 0, (capacity, capacity_v6, ways)
+        self.capacity, self.capacity_v6, self.ways, self.crc_step = capacity, capacity_v6, ways, crc_step
+        self.sets = cap4 // ways            # of the IPv4 (or the only) table
+        self.set_bits = (self.sets - 1).bit_length()
         self.way_bits = (ways - 1).bit_length()
         super().__init__({"cmd": In(stream.Signature(cmd_layout())),
                           "resp": Out(stream.Signature(resp_layout))})
 
     def elaborate(self, platform):
         m = Module()
-        W, sb, wb = self.ways, self.set_bits, self.way_bits
+        W, wb = self.ways, self.way_bits
+        split = len(self.tables) == 2
         m.submodules.crc = crc = Crc32Key(self.crc_step)
         cmd = Signal(cmd_layout())
-        set_idx = Signal(max(sb, 1))
-        # one RAM, slot = set * ways + way: the ways of a set are read one per
-        # cycle (a deep, narrow RAM packs into far fewer ECP5 EBRs than one
-        # wide RAM per way)
-        m.submodules.mem = mem = Memory(shape=entry_layout, depth=self.capacity, init=[])
-        wp = mem.write_port()
-        rp = mem.read_port()
+        set_bits = [((slots // W) - 1).bit_length() for _b, slots, _l in self.tables]
+        set_idx = Signal(max(max(set_bits), 1))
+        tbl = Signal(range(len(self.tables)))     # 1: the IPv6 table (split geometry)
+        # one RAM per table, local address = set * ways + way: the ways of a
+        # set are read one per cycle (a deep, narrow RAM packs into far fewer
+        # ECP5 EBRs than one wide RAM per way)
+        ports = []
+        for i, (_base, slots, layout) in enumerate(self.tables):
+            mem = Memory(shape=layout, depth=slots, init=[])
+            m.submodules[f"mem{i}" if split else "mem"] = mem
+            ports.append((mem.write_port(), mem.read_port()))
+
+        def local_of(way, t):
+            sb = set_bits[t]
+            return Cat(way, set_idx[:sb]) if wb else set_idx[:sb]
 
         def slot_of(way):
-            return Cat(way, set_idx) if wb else Cat(set_idx)
+            if not split:
+                return local_of(way, 0)
+            return Mux(tbl, self.tables[1][0] + local_of(way, 1), local_of(way, 0))
+
+        def expand(v4):
+            """A compact IPv4 entry as entry_layout (v6 0, addresses zero-extended)."""
+            full = Signal(entry_layout)
+            m.d.comb += [getattr(full, n).eq(getattr(v4, n)) for n, _f in entry_layout if n != "flow"]
+            m.d.comb += [getattr(full.flow, n).eq(getattr(v4.flow, n)) for n, _f in v4_flow_layout]
+            return full
+
+        def compact(e):
+            v4 = Signal(entry_v4_layout)
+            m.d.comb += [getattr(v4, n).eq(getattr(e, n)) for n, _f in entry_layout if n != "flow"]
+            m.d.comb += [getattr(v4.flow, n).eq(getattr(e.flow, n)) for n, _f in v4_flow_layout]
+            return v4
+
+        # write: the address and data go to the table `wtbl` names
+        w_addr = Signal(16)
+        w_data = Signal(entry_layout)
+        w_en = Signal()
+        wtbl = Signal.like(tbl)
+        r_addr = Signal(16)
+        for i, (wp, rp) in enumerate(ports):
+            wdata = compact(w_data) if split and i == 0 else w_data
+            m.d.comb += [wp.addr.eq(w_addr), wp.data.eq(wdata), wp.en.eq(w_en & (wtbl == i)),
+                         rp.addr.eq(r_addr)]
+        e = ports[0][1].data if not split else Signal(entry_layout)
+        if split:
+            m.d.comb += e.eq(Mux(tbl, ports[1][1].data, expand(ports[0][1].data).as_value()))
+
+        def by_slot(slot_v):
+            """(table, local address) of a slot number."""
+            if not split:
+                return Const(0, 1), slot_v
+            base = self.tables[1][0]
+            return slot_v >= base, Mux(slot_v >= base, slot_v - base, slot_v)
 
         ridx = Signal(range(W + 1))       # way addressed this cycle
-        didx = Signal(range(W + 1))       # way whose data is on rp.data
-        e = rp.data
+        didx = Signal(range(W + 1))       # way whose data is on the read port
         age = Signal(32)
         live = Signal()
         match = Signal()
+        # the stored key is the whole key; in the IPv4 table the expanded entry
+        # has v6 0 and high address bits 0, so a flow with any of them set
+        # cannot match (and may not be inserted there: key_ok)
+        key_ok = Signal()
         m.d.comb += [age.eq(cmd.now - e.deadline),
                      live.eq((e.state != LatchState.FREE) & ~(e.timed & ~age[31])),
                      match.eq(live & (e.flow.as_value() == cmd.flow.as_value()))]
+        if split:
+            m.d.comb += key_ok.eq(cmd.flow.v6 | ((cmd.flow.local[32:] == 0) & (cmd.flow.remote[32:] == 0)))
+        else:
+            m.d.comb += key_ok.eq(1)
         hit = Signal()
         hit_way = Signal(range(W))
         hit_entry = Signal(entry_layout)
@@ -130,14 +217,20 @@ class LatchTable(wiring.Component):
                     with m.Elif(self.cmd.payload.op == Op.READ):
                         m.next = "READ"
                     with m.Else():
+                        if split:
+                            m.d.sync += tbl.eq(self.cmd.payload.flow.v6)
                         m.d.comb += crc.start.eq(1)
                         m.next = "CRC"
             with m.State("WRITE"):
-                m.d.comb += [wp.addr.eq(cmd.slot), wp.data.eq(cmd.entry), wp.en.eq(1)]
+                t, a = by_slot(cmd.slot)
+                m.d.comb += [wtbl.eq(t), w_addr.eq(a), w_data.eq(cmd.entry), w_en.eq(1)]
                 m.d.sync += [resp.eq(0), resp.slot.eq(cmd.slot)]
                 m.next = "RESP"
             with m.State("READ"):
-                m.d.comb += rp.addr.eq(cmd.slot)
+                t, a = by_slot(cmd.slot)
+                m.d.comb += r_addr.eq(a)
+                if split:
+                    m.d.sync += tbl.eq(t)
                 m.next = "READ_DATA"
             with m.State("READ_DATA"):
                 m.d.sync += [resp.eq(0), resp.slot.eq(cmd.slot), resp.hit.eq(live),
@@ -145,16 +238,17 @@ class LatchTable(wiring.Component):
                 m.next = "RESP"
             with m.State("CRC"):
                 with m.If(crc.done):
-                    m.d.sync += [set_idx.eq(crc.crc[:sb] if sb else 0), ridx.eq(0)]
+                    m.d.sync += [set_idx.eq(crc.crc[:len(set_idx)]), ridx.eq(0)]
                     m.next = "SCAN"
             with m.State("SCAN"):
-                m.d.comb += rp.addr.eq(slot_of(ridx[:wb] if wb else Const(0, 0)))
+                m.d.comb += r_addr.eq(Mux(tbl, local_of(ridx[:wb] if wb else Const(0, 0), len(self.tables) - 1),
+                                          local_of(ridx[:wb] if wb else Const(0, 0), 0)))
                 m.d.sync += [ridx.eq(ridx + 1), didx.eq(ridx)]
                 with m.If(ridx != 0):
                     # data of way didx: first match, lowest free way
                     with m.If(match & ~hit):
                         m.d.sync += [hit.eq(1), hit_way.eq(didx), hit_entry.eq(e)]
-                    with m.If(~live & ~free):
+                    with m.If(~live & ~free & key_ok):
                         m.d.sync += [free.eq(1), free_way.eq(didx)]
                 with m.If(ridx == W):
                     m.next = "DECIDE"
@@ -168,7 +262,9 @@ class LatchTable(wiring.Component):
                         new = Signal(entry_layout)
                         m.d.comb += [new.eq(cmd.entry), new.flow.eq(cmd.flow)]
                         m.d.sync += resp.entry.eq(new)
-                        m.d.comb += [wp.addr.eq(slot_of(free_way)), wp.data.eq(new), wp.en.eq(1)]
+                        m.d.comb += [wtbl.eq(tbl), w_addr.eq(Mux(tbl, local_of(free_way, len(self.tables) - 1),
+                                                                  local_of(free_way, 0))),
+                                     w_data.eq(new), w_en.eq(1)]
                 m.next = "RESP"
             with m.State("RESP"):
                 m.d.comb += self.resp.valid.eq(1)

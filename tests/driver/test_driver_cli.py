@@ -265,8 +265,8 @@ def test_apply_bad_file_changes_nothing(device, short_dir):
     with open(path, "w") as f:
         f.write(CONFIG.replace("replay_window = 128", "replay_window = 256"))
     refused(device, ["apply", path],
-            f"latchnic apply: {path}: [device] replay_window/latch_capacity/latch_ways cannot "
-            "change on a live device")
+            f"latchnic apply: {path}: [device] replay_window/latch_capacity/latch_ways/"
+            "latch_capacity_v6 cannot change on a live device")
     with open(path, "w") as f:
         f.write(CONFIG + '\n[[template]]\nkind = "listener"\n[[template]]\nkind = "listener"\n'
                 '[[template]]\nkind = "listener"\n')

@@ -108,6 +108,7 @@ def test_caps_decoded_from_registers(tmp_path):
     c = dev.caps()
     assert (c["sas"], c["spd_rules_per_direction"], c["templates"], c["peers"], c["latches"],
             c["latch_ways"], c["pad_claims"]) == (4, 2, 2, 8, 16, 2, 8)
+    assert c["latches_v6"] == 0          # one table for both IP versions
     assert c["algorithms"] == ["aes-gcm-128", "aes-gcm-256", "gmac-128", "gmac-256"]
     assert (c["icv_lengths"], c["esn"], c["replay_window_max"]) == ([8, 12, 16], True, 1024)
     # a build without AH: the driver refuses AH SAs before writing
@@ -194,13 +195,32 @@ def test_other_refusals(tmp_path):
     refused(dev, bus, dev.release_latch, 16, message="no latch in slot 16")
 
 
+@pytest.mark.parametrize("cap, cap6", [(24, 8), (18432, 2048), (17, 1)])
+def test_caps_split_latch_geometry(cap, cap6):
+    """CAPS_LATCH of a split build: the driver shows the IPv6 table and
+    refuses a configuration whose [device] geometry differs from it."""
+    params = dataclasses.replace(SMALL, latch_capacity=cap, latch_ways=1, latch_capacity_v6=cap6)
+    dev = RegisterBackend(DictBus(id_block(params)))
+    c = dev.caps()
+    assert (c["latches"], c["latch_ways"], c["latches_v6"]) == (cap, 1, cap6)
+    # the IPv4 table's size as one table for both versions
+    other = CONFIG.replace("replay_window = 128", f"replay_window = 128\nlatch_capacity = {cap - cap6}\n"
+                           "latch_ways = 1")
+    with pytest.raises(BackendError, match=f"latch_capacity_v6 {cap - cap6}/1/0 differ from the core's "
+                       f"{cap}/1/{cap6}"):
+        dev.apply(parse_config(other, "one-table.toml"))
+    same = other.replace(f"latch_capacity = {cap - cap6}", f"latch_capacity = {cap}\n"
+                         f"latch_capacity_v6 = {cap6}")
+    dev._check_knobs(parse_config(same, "split.toml").device, "split.toml")
+
+
 def test_apply_refused_writes_nothing(tmp_path):
     dev, bus = programmed(tmp_path)
     cfg = parse_config(CONFIG.replace("replay_window = 128", "replay_window = 128\nlatch_capacity = 1024\n"
                                        "latch_ways = 4"),
                        "big.toml")
-    refused(dev, bus, dev.apply, cfg, message="big.toml: [device] latch_capacity/latch_ways "
-            "1024/4 differ from the core's 16/2 (a build parameter)")
+    refused(dev, bus, dev.apply, cfg, message="big.toml: [device] latch_capacity/latch_ways/"
+            "latch_capacity_v6 1024/4/0 differ from the core's 16/2/0 (a build parameter)")
     five = parse_config(CONFIG + "".join(
         f'\n[[sa]]\nname = "x{i}"\ndir = "out"\nspi = {0x3000 + i}\nproto = "esp"\n'
         f'mode = "transport"\nalg = "aes-gcm-128"\nkey = "{"00" * 20}"\npeer = "bob@example.org"\n'

@@ -131,6 +131,36 @@ def test_latch_table_set_is_crc32_of_key_and_full_set_refuses():
     assert table.insert(members[2], peer=0, qop=None, template=0, created_ns=0).slot == 2 * s
 
 
+def test_split_latch_table_slots_and_sets_fill_independently():
+    """capacity_v6: IPv4 flows in slots 0..7 (4 sets of 2), IPv6 flows in
+    slots 8..11 (2 sets of 2); each table's set is the CRC-32 of the 38-byte
+    key modulo its own sets, and a full set refuses only its own flows."""
+    table = LatchTable(capacity=12, ways=2, capacity_v6=4)
+    v4 = [Flow(4, 0xC0000201, 0xCB007105, 6, 40000 + i, 443) for i in range(64)]
+    v6 = [Flow(6, 0x20010DB8 << 96 | 1, 0x20010DB8 << 96 | 5, 17, 5000 + i, 53) for i in range(64)]
+    for f in v4:
+        assert table.set_of(f) == zlib.crc32(f.key_bytes()) % 4
+        assert table.first_slot(f) == 2 * table.set_of(f)
+    for f in v6:
+        assert table.set_of(f) == zlib.crc32(f.key_bytes()) % 2
+        assert table.first_slot(f) == 8 + 2 * table.set_of(f)
+    new = lambda f: table.insert(f, peer=0, qop=None, template=0, created_ns=0)
+    s6 = table.set_of(v6[0])
+    same6 = [f for f in v6 if table.set_of(f) == s6]
+    a, b = new(same6[0]), new(same6[1])
+    assert (a.slot, b.slot) == (8 + 2 * s6, 9 + 2 * s6)
+    assert new(same6[2]) is None                  # the IPv6 set is full ...
+    s4 = table.set_of(v4[0])
+    same4 = [f for f in v4 if table.set_of(f) == s4]
+    c = new(same4[0])                              # ... IPv4 flows still clone
+    assert c.slot == 2 * s4 and table.lookup(same4[0]) is c and table.lookup(same6[1]) is b
+    assert new(same4[1]).slot == 2 * s4 + 1 and new(same4[2]) is None
+    other6 = next(f for f in v6 if table.set_of(f) != s6)
+    assert new(other6).slot == 8 + 2 * table.set_of(other6)
+    table.free(a)
+    assert new(same6[2]).slot == 8 + 2 * s6
+
+
 def test_key_bytes_layout():
     f = Flow(4, 0xC0000201, 0xCB007105, 17, 5000, 53)
     k = f.key_bytes()

@@ -158,8 +158,8 @@ async def core_matches_model(dut):
     stall = os.environ.get("CORE_STALL", "0") == "1"
     cfg = load_config(os.environ["CORE_CONFIG"])
     params = core_params()
-    assert (cfg.device.latch_capacity, cfg.device.latch_ways) == (params.latch_capacity,
-                                                                  params.latch_ways)
+    assert (cfg.device.latch_capacity, cfg.device.latch_ways, cfg.device.latch_capacity_v6) == (
+        params.latch_capacity, params.latch_ways, params.latch_capacity_v6)
     model = ModelDevice.from_config(cfg)
     model.drain_events()
     tb = TB(dut, seed, stall)
@@ -251,6 +251,11 @@ async def core_matches_model(dut):
                  "in_sa_forward", "in_sa_latch_peer", "in_sa_replay", "in_sa_icv", "ev_timer")
     for need in needs:
         assert compared[need] > 0, f"the traffic mix never produced {need}: {dict(compared)}"
+    if params.latch_capacity_v6:
+        # split geometry: both tables cloned latches (their slots compared above)
+        v6_base = params.latch_capacity - params.latch_capacity_v6
+        clones = [e["slot"] for e in expect_events if e["cause"] == "clone"]
+        assert any(s < v6_base for s in clones) and any(s >= v6_base for s in clones), clones
 
 
 # an inbound AH SA with no selectors (SPI alone), for IPv6 frames
@@ -396,7 +401,7 @@ async def latching_scenarios(dut):
     await step("out", B, "S", 141, "drop", "latch_peer")                   # template expects alice
     # fill one set (2 ways): flows to alice that hash to the set of flow A
     from latchnic.sim.latch import LatchTable as ModelTable
-    table = ModelTable(params.latch_capacity, params.latch_ways)
+    table = ModelTable(params.latch_capacity, params.latch_ways, params.latch_capacity_v6)
     a4 = int.from_bytes(bytes([192, 0, 2, 1]), "big")
     r4 = int.from_bytes(bytes([203, 0, 113, 5]), "big")
     target = table.set_of(Flow(4, a4, r4, 6, 40000, 443))

@@ -85,11 +85,21 @@ class CoreTop(wiring.Component):
         return m
 
 
-def core_params():
+def core_params(split: bool | None = None):
+    """The core benches' build; `split` (default: CORE_LATCH_SPLIT=1 in the
+    environment, which the cocotb process inherits) adds a 4-slot IPv6 latch
+    table after the 16 IPv4 slots, as tests/hw/policy/core_config_split.toml."""
+    import os
     from latchnic.hw.regmap import Params
-    return Params(sas=16, spd_rules=16, templates=8, latch_capacity=16, latch_ways=2,
-                  event_depth=256, pad_claims=16)
+    if split is None:
+        split = os.environ.get("CORE_LATCH_SPLIT") == "1"
+    return Params(sas=16, spd_rules=16, templates=8, latch_capacity=20 if split else 16, latch_ways=2,
+                  latch_capacity_v6=4 if split else 0, event_depth=256, pad_claims=16)
 
 
 def core_top():
-    return CoreTop(core_params())
+    return CoreTop(core_params(split=False))
+
+
+def core_top_split():
+    return CoreTop(core_params(split=True))

@@ -6,10 +6,11 @@ from pathlib import Path
 import pytest
 
 from policy_harness import run
-from policy_tops import core_top
+from policy_tops import core_top, core_top_split
 
 CONFIG = Path(__file__).parent / "core_config.toml"
 DRIFT = Path(__file__).parent / "core_config_drift.toml"
+SPLIT = Path(__file__).parent / "core_config_split.toml"
 
 
 def _run(run_name, testcase="core_matches_model", **env):
@@ -38,6 +39,15 @@ def test_core_policy_drift():
     """Reprogrammed mid-run (alice's rule now selects bob's SA, carol's SA
     deleted), then back: latches go BROKEN and recover in both engines."""
     _run("drift", CORE_SEED=5, CORE_COUNT=900, CORE_STALL=0, CORE_DRIFT=DRIFT)
+
+
+def test_core_split_latch_table():
+    """The split latch geometry (16 IPv4 slots, then a 4-slot IPv6 table):
+    the same random mix, every verdict, latch slot, event and counter
+    compared with the model built from core_config_split.toml."""
+    run(core_top_split, name="policy_core_split", test_module="cocotb_core_tb",
+        env={"CORE_CONFIG": SPLIT, "CORE_LATCH_SPLIT": 1, "CORE_SEED": 1, "CORE_COUNT": 1500,
+             "CORE_STALL": 0}, run_name="mix_split", testcase="core_matches_model")
 
 
 @pytest.mark.slow

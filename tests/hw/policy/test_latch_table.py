@@ -1,7 +1,9 @@
 """Latch table (Amaranth simulator) against sim/latch.py: CRC-32 set choice,
 lowest free way, fail-closed when a set is full, lookups, frees, deadlines
 (an expired latch is gone before the next operation, as the model frees it
-before each frame)."""
+before each frame). The split geometry (an IPv4 table of compact entries and
+an IPv6 table, one slot space) against the model's: the same slot numbers,
+sets of each table filling up on their own, entries read back whole."""
 
 import random
 import zlib
@@ -14,6 +16,7 @@ from latchnic.hw.policy.crc32 import Crc32Key
 from latchnic.hw.policy.latch_table import LatchState, LatchTable, Op, cmd_layout, entry_layout
 from latchnic.hw.policy.selectors import encode_flow
 from latchnic.sim.latch import LatchTable as ModelLatchTable
+from latchnic.sim.selectors import Flow
 
 from policy_gen import flow, transact
 
@@ -44,16 +47,17 @@ def test_crc32_matches_zlib():
     assert got == [zlib.crc32(k) for k in keys]
 
 
-def _run(seed, capacity, ways, ops, flows_n):
+def _run(seed, capacity, ways, ops, flows_n, capacity_v6=0):
     rng = random.Random(seed)
-    dut = LatchTable(capacity, ways)
-    model = ModelLatchTable(capacity, ways)
+    dut = LatchTable(capacity, ways, capacity_v6=capacity_v6)
+    model = ModelLatchTable(capacity, ways, capacity_v6)
     pool = []
     while len(pool) < flows_n:
         f = flow(rng)
         if f.local_port is not None and f not in pool:
             pool.append(f)
-    errors, stats = [], {"full": 0, "hit": 0, "insert": 0, "expired": 0}
+    errors, stats = [], {"full": 0, "hit": 0, "insert": 0, "expired": 0, "full4": 0, "full6": 0,
+                         "slots6": set(), "read": 0}
     shadow = {}
 
     async def bench(ctx):
@@ -78,16 +82,26 @@ def _run(seed, capacity, ways, ops, flows_n):
                 hw = await do(Op.INSERT, f, entry={"state": LatchState.ESTABLISHED.value, "peer": 1})
                 if latch is None:
                     stats["full"] += 1
+                    stats[f"full{f.version}"] += 1
                     ok = hw["full"] == 1 and hw["hit"] == 0
                 else:
                     stats["insert"] += 1
+                    if f.version == 6:
+                        stats["slots6"].add(latch.slot)
                     ok = hw["full"] == 0 and hw["slot"] == latch.slot
                     shadow[latch.slot] = hw["entry"] if hw["hit"] == 0 else shadow.get(latch.slot)
+                    # the entry comes back whole (the IPv4 table stores it compact)
+                    ok = ok and hw["entry"]["flow"] == encode_flow(f)
             elif r < 0.7:
                 hw = await do(Op.LOOKUP, f)
                 ok = hw["hit"] == int(latch is not None) and (latch is None or hw["slot"] == latch.slot)
                 stats["hit"] += hw["hit"]
-            elif latch is not None and r < 0.85:
+            elif r < 0.78 and latch is not None:
+                # read by slot (TBL_READ, re-check, timer sweep): live and the whole entry
+                hw = await do(Op.READ, slot=latch.slot)
+                ok = hw["hit"] == 1 and hw["entry"] == shadow[latch.slot]
+                stats["read"] += 1
+            elif latch is not None and r < 0.88:
                 model.free(latch)
                 entry = dict(shadow[latch.slot], state=LatchState.FREE.value)
                 hw = await do(Op.WRITE, slot=latch.slot, entry=entry)
@@ -109,7 +123,8 @@ def _run(seed, capacity, ways, ops, flows_n):
     sim.add_testbench(bench)
     sim.run()
     assert not errors, errors[:5]
-    assert stats["full"] > 5 and stats["hit"] > 20 and stats["expired"] > 5, stats
+    assert stats["full"] > 5 and stats["hit"] > 20 and stats["expired"] > 5 and stats["read"] > 2, stats
+    return stats
 
 
 def test_latch_table_small_sets():
@@ -117,9 +132,57 @@ def test_latch_table_small_sets():
 
 
 def test_latch_table_direct_mapped():
-    _run(seed=2, capacity=8, ways=1, ops=400, flows_n=20)
+    _run(seed=2, capacity=8, ways=1, ops=600, flows_n=20)
+
+
+def test_latch_table_split_v4_v6():
+    """8 IPv4 slots (4 sets of 2) then 4 IPv6 slots (2 sets of 2): both
+    tables fill up and refuse on their own; IPv6 latches take slots 8..11."""
+    stats = _run(seed=4, capacity=12, ways=2, ops=900, flows_n=48, capacity_v6=4)
+    assert stats["full4"] > 5 and stats["full6"] > 5, stats
+    assert stats["slots6"] and min(stats["slots6"]) >= 8 and max(stats["slots6"]) <= 11, stats
+
+
+def test_latch_table_split_direct_mapped():
+    """Direct-mapped, an IPv6 table of one slot (no set bits)."""
+    stats = _run(seed=6, capacity=9, ways=1, ops=500, flows_n=24, capacity_v6=1)
+    assert stats["full4"] > 5 and stats["full6"] > 5 and stats["slots6"] == {8}, stats
+
+
+def test_split_ipv4_key_with_high_address_bits_fails_closed():
+    """The IPv4 table stores 32-bit addresses; a v4 flow_layout whose high
+    address bits are set (the parser never makes one) must neither match the
+    latch of its truncated twin nor be inserted (`full`)."""
+    dut = LatchTable(8, 2, capacity_v6=4)
+    f = encode_flow(Flow(4, 0xC0000201, 0xCB007105, 6, 40000, 443))
+    twin = dict(f, local=f["local"] | 1 << 64)
+    got = []
+
+    async def bench(ctx):
+        async def do(op, fl):
+            return await transact(ctx, dut, {"op": op.value, "flow": fl,
+                                             "entry": {"state": LatchState.ESTABLISHED.value}},
+                                  cmd_layout())
+        got.append(await do(Op.INSERT, f))
+        got.append(await do(Op.LOOKUP, twin))
+        got.append(await do(Op.INSERT, twin))
+        got.append(await do(Op.LOOKUP, f))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    ins, look_twin, ins_twin, look = got
+    assert ins["full"] == 0 and ins["hit"] == 0 and ins["slot"] < 4
+    assert look_twin["hit"] == 0 and ins_twin["hit"] == 0 and ins_twin["full"] == 1
+    assert look["hit"] == 1 and look["slot"] == ins["slot"] and look["entry"]["flow"] == f
 
 
 @pytest.mark.slow
 def test_latch_table_long():
     _run(seed=3, capacity=64, ways=8, ops=5000, flows_n=200)
+
+
+@pytest.mark.slow
+def test_latch_table_split_long():
+    _run(seed=8, capacity=96, ways=4, ops=5000, flows_n=250, capacity_v6=32)
