@@ -10,7 +10,8 @@ one entry per cycle, and stops at the first entry that covers the request,
 at the first invalid entry or at the last entry. No hit: the claim is refused
 (fail closed).
 
-Cost: k + 3 cycles for a hit at entry k; a miss costs (claims programmed) + 3.
+Cost: k + 4 cycles for a hit at entry k; a miss costs (claims programmed) + 4
+(the match takes two stages, one cycle more per lookup).
 """
 
 from amaranth.hdl import Module, Signal
@@ -18,7 +19,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .selectors import pack
+from .selectors import le_combine, le_terms, pack
 
 claim_layout = data.StructLayout({"valid": 1, "peer": 8, "v6": 1, "lo": 128, "hi": 128})
 
@@ -55,28 +56,43 @@ class PadClaims(wiring.Component):
         ridx = Signal(ab + 1)          # entry addressed this cycle
         didx = Signal(ab + 1)          # entry on rp.data
         e = rp.data
+        # two stages: the entry on the read port gives short compares (32-bit
+        # address chunks) to registers; the next cycle combines and decides
+        # while the scan reads on (an entry read past the decision is ignored)
+        t_peer = Signal()
+        t_lo = Signal(7)
+        t_hi = Signal(7)
+        p_valid = Signal()
+        p_pend = Signal()              # the registers hold an entry
+        p_last = Signal()
+        p_index = Signal(ab + 1)
+        m.d.sync += [t_peer.eq((e.peer == req.peer) & (e.v6 == req.v6)),
+                     t_lo.eq(le_terms(e.lo, req.addr, 128)), t_hi.eq(le_terms(req.addr, e.hi, 128)),
+                     p_valid.eq(e.valid), p_last.eq(didx == self.capacity - 1), p_index.eq(didx),
+                     p_pend.eq(1)]
         covers = Signal()
-        m.d.comb += covers.eq((e.peer == req.peer) & (e.v6 == req.v6)
-                              & (e.lo <= req.addr) & (req.addr <= e.hi))
+        m.d.comb += covers.eq(t_peer & le_combine(t_lo) & le_combine(t_hi))
         resp = Signal(resp_layout)
         m.d.comb += self.resp.payload.eq(resp)
 
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += [self.req.ready.eq(1), rp.addr.eq(0)]
+                m.d.sync += p_pend.eq(0)
                 with m.If(self.req.valid):
                     m.d.sync += [req.eq(self.req.payload), ridx.eq(1), didx.eq(0), resp.eq(0)]
                     m.next = "SCAN"
             with m.State("SCAN"):
                 m.d.comb += rp.addr.eq(ridx[:ab])
                 m.d.sync += [ridx.eq(ridx + 1), didx.eq(ridx)]
-                with m.If(~e.valid):
-                    m.next = "RESP"
-                with m.Elif(covers):
-                    m.d.sync += [resp.hit.eq(1), resp.index.eq(didx)]
-                    m.next = "RESP"
-                with m.Elif(didx == self.capacity - 1):
-                    m.next = "RESP"
+                with m.If(p_pend):
+                    with m.If(~p_valid):
+                        m.next = "RESP"
+                    with m.Elif(covers):
+                        m.d.sync += [resp.hit.eq(1), resp.index.eq(p_index)]
+                        m.next = "RESP"
+                    with m.Elif(p_last):
+                        m.next = "RESP"
             with m.State("RESP"):
                 m.d.comb += self.resp.valid.eq(1)
                 with m.If(self.resp.ready):

@@ -68,29 +68,26 @@ class ReplayWindows(wiring.Component):
         def word_addr(seq):
             return Cat(seq[5:5 + wb], cmd.sa)
 
-        # ESN inference (RFC 4303 A2.2, as sim/replay.ReplayWindow.infer)
+        # ESN inference (RFC 4303 A2.2, as sim/replay.ReplayWindow.infer), in
+        # register stages (CHECK_EDGE, CHECK_FULL, CHECK_CMP, CHECK) so that no
+        # clock period holds more than one wide add or compare
         seq_low = cmd.seq[:32]
         tl = st.top[:32]
         th = st.top[32:64]
-        lo_edge = Signal(33)
-        m.d.comb += lo_edge.eq(tl - st.size + 1)            # may go negative (bit 32)
-        seq_high = Signal(34)    # signed-ish: -1 .. 2^32
-        valid_high = Signal()
-        with m.If(tl >= st.size - 1):
-            m.d.comb += seq_high.eq(Mux(seq_low >= lo_edge[:32], th, th + 1))
-            m.d.comb += valid_high.eq(~((seq_low < lo_edge[:32]) & (th == MASK32)))
-        with m.Else():
-            with m.If(seq_low >= lo_edge[:32]):
-                m.d.comb += [seq_high.eq(th - 1), valid_high.eq(th != 0)]
-            with m.Else():
-                m.d.comb += [seq_high.eq(th), valid_high.eq(1)]
+        lo_edge = Signal(33)         # tl - size + 1, may go negative (bit 32)
+        top_ge = Signal()            # tl >= size - 1
+        th_inc = Signal(32)
+        th_dec = Signal(32)
         full = Signal(64)
-        m.d.comb += full.eq(Mux(st.esn, Cat(seq_low, seq_high[:32]), Cat(seq_low, Const(0, 32))))
         seq_ok = Signal()
-        m.d.comb += seq_ok.eq(~st.esn | valid_high)
+        newer = Signal()             # full > top
+        behind = Signal(64)          # top - full
+        is_zero = Signal()
+        blocks = Signal(59)           # UPDATE: blocks the top moves by
+        ge_edge = seq_low >= lo_edge[:32]
+        seq_high = Mux(top_ge, Mux(ge_edge, th, th_inc), Mux(ge_edge, th_dec, th))
+        valid_high = Mux(top_ge, ge_edge | (th != MASK32), ~ge_edge | (th != 0))
 
-        behind = Signal(64)
-        m.d.comb += behind.eq(st.top - full)
         word_ctr = Signal(wb + 1)
         clr_from = Signal(64)       # block index being cleared
         clr_left = Signal(wb + 2)
@@ -124,17 +121,28 @@ class ReplayWindows(wiring.Component):
             with m.State("LOADED"):
                 m.d.sync += st.eq(s_rp.data)
                 with m.If(cmd.op == ReplayOp.CHECK):
-                    m.next = "CHECK"
+                    m.next = "CHECK_EDGE"
                 with m.Elif(cmd.op == ReplayOp.READ):
                     m.d.sync += [resp.ok.eq(1), resp.seq.eq(s_rp.data.top)]
                     m.next = "RESP"
                 with m.Else():
-                    m.next = "UPDATE"
+                    m.next = "UPDATE_CMP"
+            with m.State("CHECK_EDGE"):
+                m.d.sync += [lo_edge.eq(tl - st.size + 1), top_ge.eq(tl >= st.size - 1),
+                             th_inc.eq(th + 1), th_dec.eq(th - 1)]
+                m.next = "CHECK_FULL"
+            with m.State("CHECK_FULL"):
+                m.d.sync += [full.eq(Mux(st.esn, Cat(seq_low, seq_high), Cat(seq_low, Const(0, 32)))),
+                             seq_ok.eq(~st.esn | valid_high)]
+                m.next = "CHECK_CMP"
+            with m.State("CHECK_CMP"):
+                m.d.sync += [newer.eq(full > st.top), behind.eq(st.top - full), is_zero.eq(full == 0)]
+                m.next = "CHECK"
             with m.State("CHECK"):
                 m.d.sync += [resp.seq.eq(full), resp.ok.eq(0)]
-                with m.If(~seq_ok | (full == 0)):
+                with m.If(~seq_ok | is_zero):
                     m.next = "RESP"
-                with m.Elif(full > st.top):
+                with m.Elif(newer):
                     m.d.sync += resp.ok.eq(1)
                     m.next = "RESP"
                 with m.Elif(behind >= st.size):
@@ -145,14 +153,15 @@ class ReplayWindows(wiring.Component):
             with m.State("CHECK_BIT"):
                 m.d.sync += resp.ok.eq(~b_rp.data.bit_select(resp.seq[:5], 1))
                 m.next = "RESP"
+            with m.State("UPDATE_CMP"):
+                m.d.sync += [newer.eq(cmd.seq > st.top), blocks.eq(cmd.seq[5:] - st.top[5:]),
+                             clr_from.eq(st.top[5:] + 1)]
+                m.next = "UPDATE"
             with m.State("UPDATE"):
                 seq = cmd.seq
                 m.d.sync += new_seq.eq(seq)
-                with m.If(seq > st.top):
-                    blocks = Signal(64)
-                    m.d.comb += blocks.eq(seq[5:] - st.top[5:])
-                    m.d.sync += [clr_from.eq(st.top[5:] + 1),
-                                 clr_left.eq(Mux(blocks >= self.ring_words, self.ring_words, blocks)),
+                with m.If(newer):
+                    m.d.sync += [clr_left.eq(Mux(blocks >= self.ring_words, self.ring_words, blocks)),
                                  st.top.eq(seq)]
                     m.d.comb += [s_wp.addr.eq(cmd.sa), s_wp.en.eq(1), s_wp.data.eq(st),
                                  s_wp.data.top.eq(seq)]

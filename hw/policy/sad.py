@@ -6,7 +6,8 @@ sim/sad.Sad.lookup_in.
 The inbound selectors of every SA sit in one block RAM, indexed by SAD slot;
 a lookup scans the slots in order, one per cycle, keeping the best rank (an
 earlier slot wins a tie, as the model's insertion order does) and stopping
-early on a rank-2 (SPI, dst, src) match. Cost: up to `sas` + 3 cycles.
+early on a rank-2 (SPI, dst, src) match. Cost: up to `sas` + 4 cycles (the
+match takes two stages: one cycle more per lookup).
 """
 
 from amaranth.hdl import Cat, Const, Module, Signal
@@ -55,16 +56,27 @@ class SadLookup(wiring.Component):
         ridx = Signal(ab + 1)
         didx = Signal(ab + 1)
         e = rp.data
-        # rank of the entry on rp.data: -1 (no match), 0 SPI, 1 +dst, 2 +dst+src
-        same = e.valid & (e.ah == req.ah) & (e.spi == req.spi)
-        dst_ok = (e.v6 == req.v6) & (e.dst == req.dst)
-        src_ok = (e.v6 == req.v6) & (e.src == req.src)
+        # two stages: the entry on the read port gives its compares (SPI,
+        # 128-bit dst and src equality) to registers; the next cycle ranks it
+        # and decides while the scan reads on (reads past the end are ignored)
+        same = Signal()
+        dst_ok = Signal()
+        src_ok = Signal()
+        has_dst = Signal()
+        has_src = Signal()
+        p_pend = Signal()
+        p_idx = Signal(ab + 1)
+        m.d.sync += [same.eq(e.valid & (e.ah == req.ah) & (e.spi == req.spi)),
+                     dst_ok.eq((e.v6 == req.v6) & (e.dst == req.dst)),
+                     src_ok.eq((e.v6 == req.v6) & (e.src == req.src)),
+                     has_dst.eq(e.has_dst), has_src.eq(e.has_src), p_idx.eq(didx), p_pend.eq(1)]
+        # rank of the registered entry: -1 (no match), 0 SPI, 1 +dst, 2 +dst+src
         match = Signal()
         rank = Signal(2)
         with m.If(same):
-            with m.If(~e.has_dst):
+            with m.If(~has_dst):
                 m.d.comb += [match.eq(1), rank.eq(0)]
-            with m.Elif(dst_ok & ~e.has_src):
+            with m.Elif(dst_ok & ~has_src):
                 m.d.comb += [match.eq(1), rank.eq(1)]
             with m.Elif(dst_ok & src_ok):
                 m.d.comb += [match.eq(1), rank.eq(2)]
@@ -74,16 +86,17 @@ class SadLookup(wiring.Component):
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += [self.req.ready.eq(1), rp.addr.eq(0)]
+                m.d.sync += p_pend.eq(0)
                 with m.If(self.req.valid):
                     m.d.sync += [req.eq(self.req.payload), ridx.eq(1), didx.eq(0), resp.eq(0)]
                     m.next = "SCAN"
             with m.State("SCAN"):
                 m.d.comb += rp.addr.eq(ridx[:ab])
                 m.d.sync += [ridx.eq(ridx + 1), didx.eq(ridx)]
-                better = match & (~resp.hit | (rank > resp.rank))
+                better = p_pend & match & (~resp.hit | (rank > resp.rank))
                 with m.If(better):
-                    m.d.sync += [resp.hit.eq(1), resp.rank.eq(rank), resp.index.eq(didx)]
-                with m.If((better & (rank == 2)) | (didx == self.sas - 1)):
+                    m.d.sync += [resp.hit.eq(1), resp.rank.eq(rank), resp.index.eq(p_idx)]
+                with m.If((better & (rank == 2)) | (p_pend & (p_idx == self.sas - 1))):
                     m.next = "RESP"
             with m.State("RESP"):
                 m.d.comb += self.resp.valid.eq(1)

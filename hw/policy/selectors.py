@@ -9,7 +9,7 @@ ports) or a range; protocol is ANY or one number.
 
 from __future__ import annotations
 
-from amaranth.hdl import Signal
+from amaranth.hdl import Cat, Signal, Value
 from amaranth.lib import data
 
 flow_layout = data.StructLayout({
@@ -35,19 +35,66 @@ selector_layout = data.StructLayout({
 })
 
 
-def selector_match(m, sel, flow, name="sel_match") -> Signal:
-    """A signal: does selector `sel` (selector_layout view) cover `flow`?"""
+CHUNK = 32      # address compares are cut into chunks this wide (short carry chains)
+
+
+def _chunks(v, width):
+    return [v[i:i + CHUNK] for i in range(0, width, CHUNK)]
+
+
+def le_terms(a, b, width):
+    """Per-chunk terms of a <= b: (lt, eq) of every chunk but the lowest, le of
+    the lowest; combined by `le_combine`. Each term is one short compare."""
+    ac, bc = _chunks(a, width), _chunks(b, width)
+    terms = [ac[0] <= bc[0]]
+    for x, y in zip(ac[1:], bc[1:]):
+        terms += [x < y, x == y]
+    return Cat(*terms)
+
+
+def le_combine(t):
+    r = t[0]
+    for k in range(1, (len(t) + 1) // 2):
+        r = t[2 * k - 1] | (t[2 * k] & r)
+    return r
+
+
+def selector_terms(sel, flow) -> Value:
+    """Stage 1 of the selector match: a few dozen bits, each from one short
+    compare of `sel` (selector_layout view) with `flow`. Registering them and
+    combining in the next cycle (`terms_match`) keeps 128-bit compares out of
+    a single clock period."""
     def addr(s, v6, a):
-        return s.any | ((s.v6 == v6) & (s.lo <= a) & (a <= s.hi))
+        return Cat(s.any, s.v6 == v6, le_terms(s.lo, a, 128), le_terms(a, s.hi, 128))
 
     def port(s, valid, p):
         return s.any | (s.opaque & ~valid) | (~s.opaque & valid & (s.lo <= p) & (p <= s.hi))
 
+    return Cat(addr(sel.local, flow.v6, flow.local), addr(sel.remote, flow.v6, flow.remote),
+               sel.proto_any | (sel.proto == flow.proto),
+               port(sel.local_port, flow.ports_valid, flow.local_port),
+               port(sel.remote_port, flow.ports_valid, flow.remote_port))
+
+
+TERM_BITS = 2 * (2 + 2 * (1 + 2 * (128 // CHUNK - 1))) + 3
+
+
+def terms_match(t) -> Value:
+    """Stage 2: does the selector cover the flow, from `selector_terms` bits."""
+    n = 1 + 2 * (128 // CHUNK - 1)
+
+    def addr(a):
+        return a[0] | (a[1] & le_combine(a[2:2 + n]) & le_combine(a[2 + n:2 + 2 * n]))
+
+    w = 2 + 2 * n
+    return addr(t[:w]) & addr(t[w:2 * w]) & t[2 * w] & t[2 * w + 1] & t[2 * w + 2]
+
+
+def selector_match(m, sel, flow, name="sel_match") -> Signal:
+    """A signal: does selector `sel` (selector_layout view) cover `flow`? (one
+    stage, combinational)"""
     hit = Signal(name=name)
-    m.d.comb += hit.eq(addr(sel.local, flow.v6, flow.local) & addr(sel.remote, flow.v6, flow.remote)
-                       & (sel.proto_any | (sel.proto == flow.proto))
-                       & port(sel.local_port, flow.ports_valid, flow.local_port)
-                       & port(sel.remote_port, flow.ports_valid, flow.remote_port))
+    m.d.comb += hit.eq(terms_match(selector_terms(sel, flow)))
     return hit
 
 

@@ -7,8 +7,10 @@ first invalid entry (the driver keeps each direction's rules contiguous and
 ends them with an invalid entry) or at the last entry. No match is `hit = 0`:
 the SPD's implicit final rule, DISCARD (`no_policy`).
 
-Cost: k + 3 cycles for a first match at index k (rows = 1; 2k + 4 with
-rows = 2); a miss costs (rules programmed) + 3 (x 2). One decision per packet.
+Cost: k + 4 cycles for a first match at index k (rows = 1; 2k + 5 with
+rows = 2); a miss costs (rules programmed) + 4 (2 x rules + 5). The match is
+two-stage (selectors.selector_terms / terms_match: no 128-bit compare in one
+clock period), which costs one cycle per lookup. One decision per packet.
 """
 
 from amaranth.hdl import Cat, Const, Module, Signal
@@ -16,7 +18,8 @@ from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .selectors import encode_selectors, flow_layout, pack, selector_layout, selector_match
+from .selectors import (TERM_BITS, encode_selectors, flow_layout, pack, selector_layout,
+                        selector_terms, terms_match)
 
 
 class Action(enum.Enum, shape=2):
@@ -126,7 +129,19 @@ class SpdEngine(wiring.Component):
             with m.If(~didx[0]):
                 m.d.sync += lo.eq(rp.data)
         index = didx[rb:]
-        hit = selector_match(m, rule.sel, flow, name="spd_hit")
+        # two-stage match: the rule on the read port gives its selector terms
+        # (short compares) to registers; the cycle after combines them and
+        # decides, while the scan reads on (a row read past the decision is
+        # ignored). One cycle more per lookup, not per rule.
+        terms = Signal(TERM_BITS)
+        p_whole = Signal()             # terms/p_rule hold a whole rule
+        p_rule = Signal(rule_layout)
+        p_last = Signal()
+        p_index = Signal(ab)
+        m.d.sync += [terms.eq(selector_terms(rule.sel, flow)), p_rule.eq(rule), p_whole.eq(whole),
+                     p_last.eq(index == self.capacity - 1), p_index.eq(index)]
+        hit = Signal(name="spd_hit")
+        m.d.comb += hit.eq(terms_match(terms))
         resp = Signal(resp_layout)
         m.d.comb += self.resp.payload.eq(resp)
 
@@ -134,23 +149,25 @@ class SpdEngine(wiring.Component):
             with m.State("IDLE"):
                 m.d.comb += [self.req.ready.eq(1),
                              rp.addr.eq(Cat(Const(0, ab + rb), dirbit(self.req.payload.inbound)))]
+                m.d.sync += p_whole.eq(0)
                 with m.If(self.req.valid):
                     m.d.sync += [flow.eq(self.req.payload.flow), inbound.eq(self.req.payload.inbound),
                                  ridx.eq(1), didx.eq(0)]
                     m.next = "SCAN"
             with m.State("SCAN"):
                 m.d.comb += rp.addr.eq(Cat(ridx[:ab + rb], dirbit(inbound)))
-                m.d.sync += [ridx.eq(ridx + 1), didx.eq(ridx)]
-                with m.If(whole):
-                    with m.If(~rule.valid):
+                m.d.sync += ridx.eq(ridx + 1)
+                m.d.sync += didx.eq(ridx)
+                with m.If(p_whole):
+                    with m.If(~p_rule.valid):
                         m.d.sync += resp.eq(0)
                         m.next = "RESP"
                     with m.Elif(hit):
-                        m.d.sync += [resp.hit.eq(1), resp.index.eq(index), resp.action.eq(rule.action),
-                                     resp.sa.eq(rule.sa), resp.pin_sa.eq(rule.pin_sa),
-                                     resp.pin_peer.eq(rule.pin_peer), resp.peer.eq(rule.peer)]
+                        m.d.sync += [resp.hit.eq(1), resp.index.eq(p_index), resp.action.eq(p_rule.action),
+                                     resp.sa.eq(p_rule.sa), resp.pin_sa.eq(p_rule.pin_sa),
+                                     resp.pin_peer.eq(p_rule.pin_peer), resp.peer.eq(p_rule.peer)]
                         m.next = "RESP"
-                    with m.Elif(index == self.capacity - 1):
+                    with m.Elif(p_last):
                         m.d.sync += resp.eq(0)
                         m.next = "RESP"
             with m.State("RESP"):
