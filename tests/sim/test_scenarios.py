@@ -212,6 +212,16 @@ def test_latch_table_full_fails_closed(tmp_path, capsys):
     assert bytes(alice.open(out.wire_out[-1][1])[TCP].payload) == b"old flow still works"
 
 
+def test_split_latch_table_ipv4_flows_stay_in_their_table(tmp_path, capsys):
+    """latch_capacity_v6: 4 IPv4 slots (one set) then 4 IPv6 slots; the free
+    IPv6 slots do not take IPv4 flows: the 5th and 6th SYN fail closed."""
+    cfg = config(device="latch_capacity = 8\nlatch_ways = 4\nlatch_capacity_v6 = 4")
+    frames = [(i / 10, "host", host_tcp(sport=41000 + i, flags="S")) for i in range(6)]
+    out = run_runner(tmp_path, cfg, frames, capsys=capsys)
+    assert reasons(out) == ["latch_table_full", "latch_table_full"]
+    assert [e["slot"] for e in out.events if e["cause"] == "clone"] == [0, 1, 2, 3]
+
+
 def test_replay_is_dropped_and_forgery_does_not_move_window(tmp_path, capsys):
     cfg = config()
     alice = peer_for(cfg, "alice-in", "alice-out")
