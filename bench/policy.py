@@ -169,18 +169,18 @@ def spd_cycles(rules: int = 64, rows: int = 2) -> dict:
     return out
 
 
-def latch_cycles() -> dict:
+def latch_cycles(capacity: int = 64, capacity_v6: int = 0, version: int = 4) -> dict:
     from amaranth.sim import Simulator
     from latchnic.hw.policy.latch_table import LatchTable, Op, cmd_layout
     from latchnic.hw.policy.selectors import encode_flow, pack
     from latchnic.sim.selectors import Flow
 
-    dut = LatchTable(64, 4)
+    dut = LatchTable(capacity, 4, capacity_v6=capacity_v6)
     out = {}
 
     async def bench(ctx):
         ctx.set(dut.resp.ready, 1)
-        f = Flow(4, 1, 2, 6, 3, 4)
+        f = Flow(version, 1, 2, 6, 3, 4)
         for op in (Op.INSERT, Op.LOOKUP, Op.WRITE):
             ctx.set(dut.cmd.payload.as_value(), pack(cmd_layout(), {"op": op.value,
                                                                     "flow": encode_flow(f)}))
@@ -332,6 +332,10 @@ def main(argv=None) -> int:
                 print(f"   SPD ({rows} RAM row{'s' if rows > 1 else ''}/rule), {name}: {c} cycles/lookup")
         for name, c in latch_cycles().items():
             print(f"   latch table {name}: {c} cycles")
+        for v in (4, 6):
+            got = latch_cycles(80, 16, v)
+            print(f"   split latch table (64 IPv4 + 16 IPv6 slots), IPv{v} flow: "
+                  + ", ".join(f"{name} {c}" for name, c in got.items()) + " cycles")
         for name, c in core_cycles().items():
             print(f"   whole core, 64 B frames back to back, {name}: {c:.1f} cycles/frame "
                   f"= {125 / c:.2f} Mframes/s at 125 MHz")
