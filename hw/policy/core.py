@@ -173,6 +173,8 @@ class PolicyCore(wiring.Component):
         m.d.comb += regs.hold.eq(commit_pending | regs.tbl_commit_stb)
         ctr_pending = Signal()          # CTR_READ waiting for the FSM
         ctr_out = Signal(ctr_layout)
+        ctr_sa_r = Signal(ctr_layout)   # COUNT_READ: the entries being updated
+        ctr_l_r = Signal(ctr_layout)
         with m.If(regs.ctr_read_stb):
             m.d.sync += ctr_pending.eq(1)
         with m.If(ctr_pending | regs.ctr_read_stb):
@@ -258,17 +260,23 @@ class PolicyCore(wiring.Component):
         lentry = lres.entry
 
         # protected size (ModelDevice._protected_len) for the 64 KiB check
+        # registered (timing): res is loaded in IDLE, the first user
+        # (IN_IPSEC) comes two cycles later; sa is loaded in SA_GOT /
+        # DC_SA_GOT, prot_len's user (SA_CHECKS) at least two cycles later
         ip_len = Signal(20)
         payload_len = Signal(20)
-        m.d.comb += [ip_len.eq(res.l3_end - res.l2_len),
+        m.d.sync += [ip_len.eq(res.l3_end - res.l2_len),
                      payload_len.eq(res.l3_end - res.l2_len - res.hdr_len)]
         data_len = Mux(sa.tunnel, ip_len, payload_len)
         hdr_len = Mux(sa.tunnel, Mux(sa.outer_v6, 0, 20), Mux(res.v6, res.hdr_len - 40, res.hdr_len))
         outer_v6 = Mux(sa.tunnel, sa.outer_v6, res.v6)
         esp_body = 16 + Cat(Const(0, 2), (data_len + 5)[2:]) + sa.icv_bytes
         ah_body = Mux(outer_v6, 40, 36) + data_len
-        prot_len = Signal(22)
-        m.d.comb += prot_len.eq(hdr_len + Mux(sa.ah, ah_body, esp_body))
+        prot_hdr = Signal(17)
+        prot_body = Signal(22)
+        m.d.sync += [prot_hdr.eq(hdr_len), prot_body.eq(Mux(sa.ah, ah_body, esp_body))]
+        prot_len = Signal(23)
+        m.d.comb += prot_len.eq(prot_hdr + prot_body)
         def exhausted(s):
             return Mux(s.esn, s.seq == (1 << 64) - 1, s.seq >= (1 << 32) - 1)
         seq_limit_hit = exhausted(sa)
@@ -1002,12 +1010,15 @@ class PolicyCore(wiring.Component):
                 with m.If(v.action == Verdict.CRYPTO):
                     m.next = "IDLE"               # counted when it comes back decapsulated
                 with m.Else():
-                    m.next = "COUNT_WRITE"
+                    m.next = "COUNT_READ"
+            with m.State("COUNT_READ"):
+                # registered (timing): no 48-bit add between a RAM's output and its input
+                m.d.sync += [ctr_sa_r.eq(sactr_rp.data), ctr_l_r.eq(lctr_rp.data)]
+                m.next = "COUNT_WRITE"
             with m.State("COUNT_WRITE"):
                 fwd = v.action == Verdict.FORWARD
-                for wp, rp, en, addr in ((sactr_wp, sactr_rp, sa_valid, sa_idx),
-                                         (lctr_wp, lctr_rp, have_latch, slot)):
-                    c = rp.data
+                for wp, c, en, addr in ((sactr_wp, ctr_sa_r, sa_valid, sa_idx),
+                                        (lctr_wp, ctr_l_r, have_latch, slot)):
                     m.d.comb += [wp.en.eq(en), wp.addr.eq(addr), wp.data.eq(c)]
                     with m.If(~fwd):
                         m.d.comb += wp.data.drops.eq(c.drops + 1)
