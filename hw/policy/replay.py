@@ -81,7 +81,8 @@ class ReplayWindows(wiring.Component):
         full = Signal(64)
         seq_ok = Signal()
         newer = Signal()             # full > top
-        behind = Signal(64)          # top - full
+        old_edge = Signal(65)        # top - size (bit 64: negative)
+        too_old = Signal()           # top - full >= size
         is_zero = Signal()
         blocks = Signal(59)           # UPDATE: blocks the top moves by
         ge_edge = seq_low >= lo_edge[:32]
@@ -129,14 +130,16 @@ class ReplayWindows(wiring.Component):
                     m.next = "UPDATE_CMP"
             with m.State("CHECK_EDGE"):
                 m.d.sync += [lo_edge.eq(tl - st.size + 1), top_ge.eq(tl >= st.size - 1),
-                             th_inc.eq(th + 1), th_dec.eq(th - 1)]
+                             th_inc.eq(th + 1), th_dec.eq(th - 1), old_edge.eq(st.top - st.size)]
                 m.next = "CHECK_FULL"
             with m.State("CHECK_FULL"):
                 m.d.sync += [full.eq(Mux(st.esn, Cat(seq_low, seq_high), Cat(seq_low, Const(0, 32)))),
                              seq_ok.eq(~st.esn | valid_high)]
                 m.next = "CHECK_CMP"
             with m.State("CHECK_CMP"):
-                m.d.sync += [newer.eq(full > st.top), behind.eq(st.top - full), is_zero.eq(full == 0)]
+                # top - full >= size (full <= top), as full <= top - size: one compare
+                m.d.sync += [newer.eq(full > st.top), is_zero.eq(full == 0),
+                             too_old.eq(~old_edge[64] & (full <= old_edge[:64]))]
                 m.next = "CHECK"
             with m.State("CHECK"):
                 m.d.sync += [resp.seq.eq(full), resp.ok.eq(0)]
@@ -145,7 +148,7 @@ class ReplayWindows(wiring.Component):
                 with m.Elif(newer):
                     m.d.sync += resp.ok.eq(1)
                     m.next = "RESP"
-                with m.Elif(behind >= st.size):
+                with m.Elif(too_old):
                     m.next = "RESP"
                 with m.Else():
                     m.d.comb += b_rp.addr.eq(word_addr(full))
