@@ -85,3 +85,61 @@ class Crc32Key(wiring.Component):
             with m.Else():
                 m.d.sync += [reg.eq(crc_step(reg, chunk, step)), n.eq(n + 1)]
         return m
+
+
+# ------------------------------------------------------- IPv4 key quotient
+
+# an IPv4 flow's key bits, LSB first: local 32 | remote 32 | proto 8 |
+# local_port 16 | remote_port 16 (the rest of the 38-byte key is constant)
+V4_KEY_BITS = 104
+
+
+def v4_key_bytes(x: int) -> bytes:
+    """The 38-byte key of the IPv4 key vector x (sim/selectors.Flow.key_bytes)."""
+    f = lambda lsb, n: (x >> lsb) & ((1 << n) - 1)
+    return (bytes([4]) + f(0, 32).to_bytes(16, "big") + f(32, 32).to_bytes(16, "big")
+            + bytes([f(64, 8)]) + f(72, 16).to_bytes(2, "big") + f(88, 16).to_bytes(2, "big"))
+
+
+@lru_cache(maxsize=None)
+def v4_quotient(set_bits: int) -> tuple[tuple[int, ...], tuple[tuple[int, int, int, int], ...]]:
+    """Which IPv4 key bits a table of 2^set_bits sets need not store.
+
+    The set index is the low set_bits of CRC-32(key), an affine function of
+    the key bits over GF(2). Solving it for set_bits key bits (pivots taken
+    from the ports, whose 32 bits end the message and so map one to one onto
+    the CRC) gives each of them as an XOR of the set index and the other key
+    bits: stored key bits + set index determine the whole key, so comparing
+    the stored bits within a set is an exact key match.
+
+    Returns (rest, quotient): `rest` the key bit indexes stored, in order;
+    `quotient` per derived bit (key bit index, set-index bit mask, key bit
+    mask over `rest` indexes, constant)."""
+    import zlib
+    mask = (1 << set_bits) - 1
+    c = zlib.crc32(v4_key_bytes(0)) & mask
+    col = [(zlib.crc32(v4_key_bytes(1 << j)) ^ zlib.crc32(v4_key_bytes(0))) & mask
+           for j in range(V4_KEY_BITS)]
+    # row i: sum_j a_ij x_j = s_i ^ c_i, as [x coefficients, s coefficients, constant]
+    rows = [[sum(((col[j] >> i) & 1) << j for j in range(V4_KEY_BITS)), 1 << i, (c >> i) & 1]
+            for i in range(set_bits)]
+    pivots = []
+    for j in reversed(range(V4_KEY_BITS)):
+        if len(pivots) == set_bits:
+            break
+        r = next((r for r in rows[len(pivots):] if r[0] >> j & 1), None)
+        if r is None:
+            continue
+        k = rows.index(r)
+        rows[len(pivots)], rows[k] = rows[k], rows[len(pivots)]
+        piv = rows[len(pivots)]
+        for other in rows:
+            if other is not piv and other[0] >> j & 1:
+                other[0] ^= piv[0]
+                other[1] ^= piv[1]
+                other[2] ^= piv[2]
+        pivots.append(j)
+    assert len(pivots) == set_bits, "CRC-32 set index not solvable for the key"
+    rest = tuple(j for j in range(V4_KEY_BITS) if j not in pivots)
+    quotient = tuple((j, row[1], row[0] & ~(1 << j), row[2]) for j, row in zip(pivots, rows))
+    return rest, quotient

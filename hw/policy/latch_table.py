@@ -39,7 +39,7 @@ from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .crc32 import Crc32Key, key_bytes_value
+from .crc32 import V4_KEY_BITS, Crc32Key, key_bytes_value, v4_quotient
 from .selectors import flow_layout
 
 
@@ -78,20 +78,18 @@ entry_layout = data.StructLayout({
 })
 
 
-# the IPv4 table's key: the 38-byte key's IPv4 content (version 4, high
-# address bits 0 are implied by the table)
-v4_flow_layout = data.StructLayout({
-    "local": 32,
-    "remote": 32,
-    "proto": 8,
-    "ports_valid": 1,
-    "local_port": 16,
-    "remote_port": 16,
-})
+def entry_v4_layout(set_bits: int) -> data.StructLayout:
+    """An IPv4 table entry: the key bits crc32.v4_quotient does not derive
+    from the set index (version 4 and the zero high address bits are implied
+    by the table), the ports-valid bit, and the other fields as entry_layout."""
+    rest, _quot = v4_quotient(set_bits)
+    return data.StructLayout({"key_rest": len(rest), "ports_valid": 1} | {
+        name: field.shape for name, field in entry_layout if name != "flow"})
 
-entry_v4_layout = data.StructLayout({
-    name: (v4_flow_layout if name == "flow" else field.shape) for name, field in entry_layout
-})
+
+def v4_key(flow):
+    """The IPv4 key vector (crc32.V4_KEY_BITS) of a flow_layout view."""
+    return Cat(flow.local[:32], flow.remote[:32], flow.proto, flow.local_port, flow.remote_port)
 
 
 def cmd_layout():
@@ -108,8 +106,9 @@ class LatchTable(wiring.Component):
         assert ways & (ways - 1) == 0 and capacity % ways == 0 and capacity_v6 % ways == 0
         cap4 = capacity - capacity_v6
         # (slot base, slots, entry layout) of each table; v4 first
+        sb4 = (cap4 // ways - 1).bit_length()
         self.tables = ([(0, capacity, entry_layout)] if capacity_v6 == 0 else
-                       [(0, cap4, entry_v4_layout), (cap4, capacity_v6, entry_layout)])
+                       [(0, cap4, entry_v4_layout(sb4)), (cap4, capacity_v6, entry_layout)])
         for _base, slots, _layout in self.tables:
             sets = slots // ways
             assert sets >= 1 and sets & (sets - 1) == 0, (capacity, capacity_v6, ways)
@@ -147,17 +146,29 @@ class LatchTable(wiring.Component):
                 return local_of(way, 0)
             return Mux(tbl, self.tables[1][0] + local_of(way, 1), local_of(way, 0))
 
-        def expand(v4):
-            """A compact IPv4 entry as entry_layout (v6 0, addresses zero-extended)."""
+        rest, quot = v4_quotient(set_bits[0])
+
+        def expand(v4, set_v):
+            """A compact IPv4 entry of set `set_v` as entry_layout: the derived
+            key bits rebuilt, v6 0, addresses zero-extended."""
             full = Signal(entry_layout)
+            bits = [None] * V4_KEY_BITS
+            for i, j in enumerate(rest):
+                bits[j] = v4.key_rest[i]
+            for j, smask, xmask, const in quot:
+                terms = ([set_v[i] for i in range(set_bits[0]) if smask >> i & 1]
+                         + [v4.key_rest[i] for i, k in enumerate(rest) if xmask >> k & 1])
+                bits[j] = Cat(*terms).xor() ^ const if terms else Const(const, 1)
             m.d.comb += [getattr(full, n).eq(getattr(v4, n)) for n, _f in entry_layout if n != "flow"]
-            m.d.comb += [getattr(full.flow, n).eq(getattr(v4.flow, n)) for n, _f in v4_flow_layout]
+            m.d.comb += [v4_key(full.flow).eq(Cat(*bits)), full.flow.ports_valid.eq(v4.ports_valid)]
             return full
 
         def compact(e):
-            v4 = Signal(entry_v4_layout)
+            v4 = Signal(self.tables[0][2])
+            key = v4_key(e.flow)
             m.d.comb += [getattr(v4, n).eq(getattr(e, n)) for n, _f in entry_layout if n != "flow"]
-            m.d.comb += [getattr(v4.flow, n).eq(getattr(e.flow, n)) for n, _f in v4_flow_layout]
+            m.d.comb += [v4.key_rest.eq(Cat(*[key[j] for j in rest])),
+                         v4.ports_valid.eq(e.flow.ports_valid)]
             return v4
 
         # write: the address and data go to the table `wtbl` names
@@ -172,7 +183,9 @@ class LatchTable(wiring.Component):
                          rp.addr.eq(r_addr)]
         e = ports[0][1].data if not split else Signal(entry_layout)
         if split:
-            m.d.comb += e.eq(Mux(tbl, ports[1][1].data, expand(ports[0][1].data).as_value()))
+            # the set of the entry on the read port: the scanned set, or the
+            # set of the slot a READ names (set_idx holds either)
+            m.d.comb += e.eq(Mux(tbl, ports[1][1].data, expand(ports[0][1].data, set_idx).as_value()))
 
         def by_slot(slot_v):
             """(table, local address) of a slot number."""
@@ -230,7 +243,7 @@ class LatchTable(wiring.Component):
                 t, a = by_slot(cmd.slot)
                 m.d.comb += r_addr.eq(a)
                 if split:
-                    m.d.sync += tbl.eq(t)
+                    m.d.sync += [tbl.eq(t), set_idx.eq(a[wb:])]
                 m.next = "READ_DATA"
             with m.State("READ_DATA"):
                 m.d.sync += [resp.eq(0), resp.slot.eq(cmd.slot), resp.hit.eq(live),

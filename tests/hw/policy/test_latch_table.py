@@ -12,7 +12,7 @@ import pytest
 from amaranth.sim import Simulator
 
 from latchnic.config import QoP
-from latchnic.hw.policy.crc32 import Crc32Key
+from latchnic.hw.policy.crc32 import V4_KEY_BITS, Crc32Key, v4_key_bytes, v4_quotient
 from latchnic.hw.policy.latch_table import LatchState, LatchTable, Op, cmd_layout, entry_layout
 from latchnic.hw.policy.selectors import encode_flow
 from latchnic.sim.latch import LatchTable as ModelLatchTable
@@ -45,6 +45,27 @@ def test_crc32_matches_zlib():
     sim.add_testbench(bench)
     sim.run()
     assert got == [zlib.crc32(k) for k in keys]
+
+
+@pytest.mark.parametrize("set_bits", [0, 1, 3, 12, 14])
+def test_v4_key_quotient_rebuilds_the_key(set_bits):
+    """The IPv4 table stores all key bits but set_bits of them; those follow
+    from the set index (low bits of zlib.crc32 of the model's 38-byte key)
+    and the stored bits, for every key: the stored bits identify the flow
+    within its set exactly."""
+    rest, quot = v4_quotient(set_bits)
+    assert len(rest) == V4_KEY_BITS - set_bits and len(quot) == set_bits
+    rng = random.Random(set_bits)
+    for _ in range(400):
+        f = Flow(4, rng.getrandbits(32), rng.getrandbits(32), rng.choice([6, 17]),
+                 rng.getrandbits(16), rng.getrandbits(16))
+        x = (f.local | f.remote << 32 | f.proto << 64 | f.local_port << 72
+             | f.remote_port << 88)
+        assert v4_key_bytes(x) == f.key_bytes()
+        s = zlib.crc32(f.key_bytes()) & ((1 << set_bits) - 1)
+        for j, smask, xmask, const in quot:
+            assert not xmask & ~sum(1 << k for k in rest)
+            assert (bin(s & smask).count("1") + bin(x & xmask).count("1") + const) & 1 == x >> j & 1
 
 
 def _run(seed, capacity, ways, ops, flows_n, capacity_v6=0):
