@@ -25,12 +25,15 @@ Split geometry (`capacity_v6` > 0, docs/model.md "Latch table"): the slots
 form two tables with the same ways. IPv4 flows live in slots
 0 .. capacity - capacity_v6 - 1, in a RAM of compact entries that hold the
 13-byte IPv4 key (addresses 32 bits; the zero high address bits and the
-version are implied by the table, not stored): 164 instead of 357 bits per
-entry. IPv6 flows live in the remaining capacity_v6 slots (full entries).
-Each table's set is the same CRC-32 of the 38-byte key modulo its own number
-of sets, and each fails closed on its own. The key stored is the whole key:
-a lookup compares every key bit (no fingerprint), so a flow only ever finds
-its own latch. The entry on `resp` is always the full entry_layout (a
+version are implied by the table, not stored) less its quotient: the
+set-index bits of the key are a function of the set and the other key bits
+(crc32.v4_quotient), so they are rebuilt, not stored: 164 - log2(sets)
+instead of 357 bits per entry (152 with 4096 sets). IPv6 flows live in the
+remaining capacity_v6 slots (full entries). Each table's set is the same
+CRC-32 of the 38-byte key modulo its own number of sets, and each fails
+closed on its own. The stored bits and the set determine the whole key: a
+lookup compares the whole (rebuilt) key (no fingerprint), so a flow only
+ever finds its own latch. The entry on `resp` is always the full entry_layout (a
 compact entry is expanded), so the user of the table does not see the split.
 """
 
