@@ -10,8 +10,8 @@ one entry per cycle, and stops at the first entry that covers the request,
 at the first invalid entry or at the last entry. No hit: the claim is refused
 (fail closed).
 
-Cost: k + 4 cycles for a hit at entry k; a miss costs (claims programmed) + 4
-(the match takes two stages, one cycle more per lookup).
+Cost: k + 5 cycles for a hit at entry k; a miss costs (claims programmed) + 5
+(the match is pipelined: two cycles more per lookup, not per entry).
 """
 
 from amaranth.hdl import Module, Signal
@@ -55,10 +55,15 @@ class PadClaims(wiring.Component):
         req = Signal(req_layout)
         ridx = Signal(ab + 1)          # entry addressed this cycle
         didx = Signal(ab + 1)          # entry on rp.data
-        e = rp.data
-        # two stages: the entry on the read port gives short compares (32-bit
-        # address chunks) to registers; the next cycle combines and decides
-        # while the scan reads on (an entry read past the decision is ignored)
+        # three stages: the entry is registered as it leaves the RAM (an ECP5
+        # EBR's clock-to-output leaves no room for logic), gives short
+        # compares (32-bit address chunks) to registers, and the cycle after
+        # combines and decides while the scan reads on (entries read past
+        # the decision are ignored)
+        e = Signal(claim_layout)
+        q_pend = Signal()
+        q_idx = Signal(ab + 1)
+        m.d.sync += [e.eq(rp.data), q_idx.eq(didx), q_pend.eq(1)]
         t_peer = Signal()
         t_lo = Signal(7)
         t_hi = Signal(7)
@@ -68,8 +73,8 @@ class PadClaims(wiring.Component):
         p_index = Signal(ab + 1)
         m.d.sync += [t_peer.eq((e.peer == req.peer) & (e.v6 == req.v6)),
                      t_lo.eq(le_terms(e.lo, req.addr, 128)), t_hi.eq(le_terms(req.addr, e.hi, 128)),
-                     p_valid.eq(e.valid), p_last.eq(didx == self.capacity - 1), p_index.eq(didx),
-                     p_pend.eq(1)]
+                     p_valid.eq(e.valid), p_last.eq(q_idx == self.capacity - 1), p_index.eq(q_idx),
+                     p_pend.eq(q_pend)]
         covers = Signal()
         m.d.comb += covers.eq(t_peer & le_combine(t_lo) & le_combine(t_hi))
         resp = Signal(resp_layout)
@@ -78,7 +83,7 @@ class PadClaims(wiring.Component):
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += [self.req.ready.eq(1), rp.addr.eq(0)]
-                m.d.sync += p_pend.eq(0)
+                m.d.sync += [q_pend.eq(0), p_pend.eq(0)]
                 with m.If(self.req.valid):
                     m.d.sync += [req.eq(self.req.payload), ridx.eq(1), didx.eq(0), resp.eq(0)]
                     m.next = "SCAN"

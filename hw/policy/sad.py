@@ -6,8 +6,8 @@ sim/sad.Sad.lookup_in.
 The inbound selectors of every SA sit in one block RAM, indexed by SAD slot;
 a lookup scans the slots in order, one per cycle, keeping the best rank (an
 earlier slot wins a tie, as the model's insertion order does) and stopping
-early on a rank-2 (SPI, dst, src) match. Cost: up to `sas` + 4 cycles (the
-match takes two stages: one cycle more per lookup).
+early on a rank-2 (SPI, dst, src) match. Cost: up to `sas` + 5 cycles (the
+match is pipelined: two cycles more per lookup).
 """
 
 from amaranth.hdl import Cat, Const, Module, Signal
@@ -55,10 +55,14 @@ class SadLookup(wiring.Component):
         req = Signal(req_layout)
         ridx = Signal(ab + 1)
         didx = Signal(ab + 1)
-        e = rp.data
-        # two stages: the entry on the read port gives its compares (SPI,
-        # 128-bit dst and src equality) to registers; the next cycle ranks it
-        # and decides while the scan reads on (reads past the end are ignored)
+        # three stages: the entry is registered as it leaves the RAM (an ECP5
+        # EBR's clock-to-output leaves no room for logic), gives its compares
+        # (SPI, 128-bit dst and src equality) to registers, and the cycle
+        # after ranks it and decides while the scan reads on
+        e = Signal(entry_layout)
+        q_pend = Signal()
+        q_idx = Signal(ab + 1)
+        m.d.sync += [e.eq(rp.data), q_idx.eq(didx), q_pend.eq(1)]
         same = Signal()
         dst_ok = Signal()
         src_ok = Signal()
@@ -69,7 +73,7 @@ class SadLookup(wiring.Component):
         m.d.sync += [same.eq(e.valid & (e.ah == req.ah) & (e.spi == req.spi)),
                      dst_ok.eq((e.v6 == req.v6) & (e.dst == req.dst)),
                      src_ok.eq((e.v6 == req.v6) & (e.src == req.src)),
-                     has_dst.eq(e.has_dst), has_src.eq(e.has_src), p_idx.eq(didx), p_pend.eq(1)]
+                     has_dst.eq(e.has_dst), has_src.eq(e.has_src), p_idx.eq(q_idx), p_pend.eq(q_pend)]
         # rank of the registered entry: -1 (no match), 0 SPI, 1 +dst, 2 +dst+src
         match = Signal()
         rank = Signal(2)
@@ -86,7 +90,7 @@ class SadLookup(wiring.Component):
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += [self.req.ready.eq(1), rp.addr.eq(0)]
-                m.d.sync += p_pend.eq(0)
+                m.d.sync += [q_pend.eq(0), p_pend.eq(0)]
                 with m.If(self.req.valid):
                     m.d.sync += [req.eq(self.req.payload), ridx.eq(1), didx.eq(0), resp.eq(0)]
                     m.next = "SCAN"

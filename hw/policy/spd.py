@@ -7,10 +7,11 @@ first invalid entry (the driver keeps each direction's rules contiguous and
 ends them with an invalid entry) or at the last entry. No match is `hit = 0`:
 the SPD's implicit final rule, DISCARD (`no_policy`).
 
-Cost: k + 4 cycles for a first match at index k (rows = 1; 2k + 5 with
-rows = 2); a miss costs (rules programmed) + 4 (2 x rules + 5). The match is
-two-stage (selectors.selector_terms / terms_match: no 128-bit compare in one
-clock period), which costs one cycle per lookup. One decision per packet.
+Cost: k + 5 cycles for a first match at index k (rows = 1; 2k + 6 with
+rows = 2); a miss costs (rules programmed) + 5 (2 x rules + 6). The match is
+pipelined (the rule registered out of the RAM, then selectors.selector_terms
+/ terms_match: no 128-bit compare in one clock period), which costs two
+cycles per lookup, not per rule. One decision per packet.
 """
 
 from amaranth.hdl import Cat, Const, Module, Signal
@@ -133,13 +134,21 @@ class SpdEngine(wiring.Component):
         # (short compares) to registers; the cycle after combines them and
         # decides, while the scan reads on (a row read past the decision is
         # ignored). One cycle more per lookup, not per rule.
+        # Stage 0 registers the rule as it leaves the RAM: an ECP5 EBR's
+        # clock-to-output (about 6 ns on -6) leaves no room for logic after it.
+        q_rule = Signal(rule_layout)
+        q_whole = Signal()
+        q_last = Signal()
+        q_index = Signal(ab)
+        m.d.sync += [q_rule.eq(rule), q_whole.eq(whole), q_last.eq(index == self.capacity - 1),
+                     q_index.eq(index)]
         terms = Signal(TERM_BITS)
         p_whole = Signal()             # terms/p_rule hold a whole rule
         p_rule = Signal(rule_layout)
         p_last = Signal()
         p_index = Signal(ab)
-        m.d.sync += [terms.eq(selector_terms(rule.sel, flow)), p_rule.eq(rule), p_whole.eq(whole),
-                     p_last.eq(index == self.capacity - 1), p_index.eq(index)]
+        m.d.sync += [terms.eq(selector_terms(q_rule.sel, flow)), p_rule.eq(q_rule), p_whole.eq(q_whole),
+                     p_last.eq(q_last), p_index.eq(q_index)]
         hit = Signal(name="spd_hit")
         m.d.comb += hit.eq(terms_match(terms))
         resp = Signal(resp_layout)
@@ -149,7 +158,7 @@ class SpdEngine(wiring.Component):
             with m.State("IDLE"):
                 m.d.comb += [self.req.ready.eq(1),
                              rp.addr.eq(Cat(Const(0, ab + rb), dirbit(self.req.payload.inbound)))]
-                m.d.sync += p_whole.eq(0)
+                m.d.sync += [q_whole.eq(0), p_whole.eq(0)]
                 with m.If(self.req.valid):
                     m.d.sync += [flow.eq(self.req.payload.flow), inbound.eq(self.req.payload.inbound),
                                  ridx.eq(1), didx.eq(0)]

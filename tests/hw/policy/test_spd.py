@@ -78,8 +78,8 @@ def _check(seed, capacity, rounds, lookups, rows=1):
     sim.run()
     assert not errors, errors[:5]
     assert len(counted) > rounds * lookups // 4, "too few hits to mean anything"
-    # + 1: the two-stage match decides a rule the cycle after it is read
-    assert max(counted) <= 3 + rows, "the scan must stop at the first match"
+    # + 2: the pipelined match decides a rule two cycles after it is read
+    assert max(counted) <= 4 + rows, "the scan must stop at the first match"
 
 
 def test_spd_first_match_small():
