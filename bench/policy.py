@@ -31,9 +31,9 @@ TARGETS = {
     #        of which IPv6 slots (0: one table))
     "25f": (["--25k", "--package", "CABGA256", "--speed", "6"], 125, 64, 1024, 4, 0),
     # full 357-bit entries for 16384 latches would be 5.8 Mbit > the 85F's 3.7 Mbit
-    # of EBR: split, 16384 IPv4 latches in compact 164-bit entries + 1024 IPv6
-    # (172 EBRs). The whole core still needs 407 of 208 EBRs, 187 of them the
-    # per-latch counters (docs/policy-core.md, "85F with the split latch table")
+    # of EBR: split, 16384 IPv4 latches in compact 152-bit entries (key quotient)
+    # + 1024 IPv6: 156 EBRs. The whole core still needs about 391 of 208 EBRs, 187
+    # of them the per-latch counters (docs/policy-core.md, "85F with the split latch table")
     "85f": (["--um5g-85k", "--package", "CABGA381", "--speed", "8"], 125, 64, 16384 + 1024, 4, 1024),
 }
 
