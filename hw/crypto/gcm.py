@@ -122,7 +122,10 @@ class GCMEngine(wiring.Component):
         # ---- key loading: expand into the core, then H = E(K, 0) into hmem ----
         # packets per slot between command and tag: a key write waits until its
         # slot has none, so no packet sees half of an old and half of a new key
-        in_use = Array(Signal(range(8), name=f"in_use{k}") for k in range(self.n_slots))
+        pipe = bool(self.ghash_latency)
+        # wide: seqq (4) + the packet in the sequencer + tag queue (4) per slot
+        in_use = Array(Signal(range(16 if pipe else 8), name=f"in_use{k}")
+                       for k in range(self.n_slots))
         slot_idle = in_use[self.key.payload.slot] == 0
         pkt_in = Signal()
         pkt_out = Signal()
@@ -235,7 +238,17 @@ class GCMEngine(wiring.Component):
 
         # ---- sequencer ----
         c = Signal(cmd_layout(sb))
-        m.d.comb += c.as_value().eq(seqq.r_data)
+        nxt = Signal(cmd_layout(sb))
+        m.d.comb += nxt.as_value().eq(seqq.r_data)
+        if pipe:
+            # wide: the command is taken out of seqq into a register when the
+            # packet starts, so that the next one can be loaded at the last
+            # block of this one
+            load = Signal()
+            with m.If(load):
+                m.d.sync += c.eq(nxt)
+        else:
+            m.d.comb += c.eq(nxt)
         aad_rem = Signal(17)
         pay_rem = Signal(16)
         # min(16, remaining) kept in registers: the block size feeds the
@@ -254,7 +267,7 @@ class GCMEngine(wiring.Component):
             m.d.sync += tag_valid.eq(0)
 
         hr = hmem.read_port()
-        m.d.comb += [hr.addr.eq(c.slot), gh.h.eq(hr.data)]
+        m.d.comb += [hr.addr.eq(nxt.slot), gh.h.eq(hr.data)]
         n_blocks = Signal(14)
         if self.ghash_latency:
             m.d.comb += gh.n_blocks.eq(n_blocks)
@@ -266,6 +279,10 @@ class GCMEngine(wiring.Component):
         m.d.comb += ingb.pop_n.eq(kblk)
         icv_mask = lane_mask(c.icv_len, 16)
         full_tag = (gh.y ^ ekj0) & icv_mask
+
+        if pipe:
+            self._wide_sequencer(m, locals())
+            return m
 
         with m.FSM():
             with m.State("IDLE"):
@@ -352,3 +369,146 @@ class GCMEngine(wiring.Component):
                         m.d.sync += self.len_errors.eq(self.len_errors + 1)
                     m.next = "IDLE"
         return m
+
+    def _wide_sequencer(self, m, v):
+        """Wide sequencer: packets overlap. The sequencer moves a packet's
+        blocks into the output queue `dq` and the GHASH, then a placeholder
+        for its ICV and a tag job (E(K,J0), ICV, mode) into `tq`, and starts
+        the next packet while this one's GHASH lanes drain. The tag stage
+        forms the tag when the GHASH result arrives (`yq`) and puts the ICV
+        where the placeholder is, so output order is kept."""
+        sb = self.slot_bits
+        c, nxt, load, hr, gh, ksq, seqq, ingb, outgb, errq = (
+            v[k] for k in ("c", "nxt", "load", "hr", "gh", "ksq", "seqq", "ingb", "outgb",
+                           "errq"))
+        aad_rem, pay_rem, aad_k, pay_k = v["aad_rem"], v["pay_rem"], v["aad_k"], v["pay_k"]
+        aad_bits, pay_bits, n_blocks, ekj0 = v["aad_bits"], v["pay_bits"], v["n_blocks"], v["ekj0"]
+        kblk, blk_mask, in_blk, have_in = v["kblk"], v["blk_mask"], v["in_blk"], v["have_in"]
+        ks_pop, tag_valid, tag_out = v["ks_pop"], v["tag_valid"], v["tag_out"]
+        pkt_out, pkt_out_slot = v["pkt_out"], v["pkt_out_slot"]
+
+        dq_layout = data.StructLayout({"data": 128, "n": 5, "icv": 1})
+        tq_layout = data.StructLayout({"ekj0": 128, "icv": 128, "decrypt": 1, "icv_len": 5,
+                                       "slot": sb})
+        m.submodules.dq = dq = SyncFIFOBuffered(width=dq_layout.size, depth=8)
+        m.submodules.tq = tq = SyncFIFOBuffered(width=tq_layout.size, depth=4)
+        # at most one GHASH result per tq entry (a LEN block needs room in tq)
+        m.submodules.yq = yq = SyncFIFOBuffered(width=128, depth=4)
+        dw = Signal(dq_layout)
+        tw = Signal(tq_layout)
+        m.d.comb += [dq.w_data.eq(dw.as_value()), tq.w_data.eq(tw.as_value()),
+                     tw.ekj0.eq(ekj0), tw.decrypt.eq(c.decrypt), tw.icv_len.eq(c.icv_len),
+                     tw.slot.eq(c.slot),
+                     yq.w_en.eq(gh.done), yq.w_data.eq(gh.y_done)]
+        # H is read only when a command is taken: seqq's head moves on to the
+        # packet after (a read port's enable is 1 unless driven)
+        m.d.comb += hr.en.eq(load)
+        aad_last = Signal()      # aad_rem <= 16: this AAD block is the last
+        pay_last = Signal()
+
+        def start_next():
+            # take the next command, if any, and prepare its lengths; H for its
+            # slot is read now and used in START
+            with m.If(seqq.r_rdy):
+                total = nxt.aad_len + nxt.payload_len
+                a_len = Mux(nxt.gmac, total, nxt.aad_len)
+                p_len = Mux(nxt.gmac, 0, nxt.payload_len)
+                m.d.comb += [load.eq(1), seqq.r_en.eq(1)]
+                m.d.sync += [aad_rem.eq(a_len), pay_rem.eq(p_len),
+                             aad_k.eq(Mux(a_len > 16, 16, a_len)),
+                             pay_k.eq(Mux(p_len > 16, 16, p_len)),
+                             aad_last.eq(a_len <= 16), pay_last.eq(p_len <= 16),
+                             aad_bits.eq(a_len << 3), pay_bits.eq(p_len << 3),
+                             n_blocks.eq(((a_len + 15) >> 4) + ((p_len + 15) >> 4) + 1)]
+                m.next = "START"
+            with m.Else():
+                m.next = "IDLE"
+
+        def after_aad():
+            with m.If(pay_k != 0):
+                m.next = "PAY"
+            with m.Else():
+                m.next = "LEN"
+
+        def finish(icv):
+            # ICV placeholder into the output queue, tag job into tq
+            m.d.comb += [dw.icv.eq(1), dq.w_en.eq(1), tw.icv.eq(icv), tq.w_en.eq(1)]
+            start_next()
+
+        with m.FSM():
+            with m.State("IDLE"):
+                start_next()
+            with m.State("START"):
+                # the previous packet's input ends here: its last beat's rest
+                # is skipped (no pop in this state)
+                m.d.comb += ingb.align.eq(1)
+                with m.If(gh.can_start & ksq.r_rdy):
+                    m.d.comb += [gh.start.eq(1), ks_pop.eq(1)]
+                    m.d.sync += ekj0.eq(ksq.r_data)
+                    with m.If(aad_k != 0):
+                        m.next = "AAD"
+                    with m.Else():
+                        after_aad()
+            with m.State("AAD"):
+                m.d.comb += kblk.eq(aad_k)
+                with m.If(have_in & dq.w_rdy & gh.i.ready):
+                    m.d.comb += [ingb.pop.eq(1),
+                                 dq.w_en.eq(1), dw.data.eq(in_blk), dw.n.eq(kblk),
+                                 gh.i.valid.eq(1), gh.i.payload.eq(in_blk)]
+                    left = aad_rem - aad_k
+                    m.d.sync += [aad_rem.eq(left), aad_k.eq(Mux(left > 16, 16, left)),
+                                 aad_last.eq(left <= 16)]
+                    with m.If(aad_last):
+                        after_aad()
+            with m.State("PAY"):
+                m.d.comb += kblk.eq(pay_k)
+                out_blk = (in_blk ^ ksq.r_data) & blk_mask
+                with m.If(have_in & dq.w_rdy & gh.i.ready & ksq.r_rdy):
+                    m.d.comb += [ingb.pop.eq(1), ks_pop.eq(1),
+                                 dq.w_en.eq(1), dw.data.eq(out_blk), dw.n.eq(kblk),
+                                 gh.i.valid.eq(1),
+                                 gh.i.payload.eq(Mux(c.decrypt, in_blk, out_blk))]
+                    left = pay_rem - pay_k
+                    m.d.sync += [pay_rem.eq(left), pay_k.eq(Mux(left > 16, 16, left)),
+                                 pay_last.eq(left <= 16)]
+                    with m.If(pay_last):
+                        m.next = "LEN"
+            with m.State("LEN"):
+                with m.If(tq.w_rdy & dq.w_rdy):
+                    m.d.comb += [gh.i.valid.eq(1),
+                                 gh.i.payload.eq(Cat(be_bytes(aad_bits, 8),
+                                                     be_bytes(pay_bits, 8)))]
+                    with m.If(gh.i.ready):
+                        with m.If(c.decrypt):
+                            m.next = "ICV"
+                        with m.Else():
+                            finish(0)
+            with m.State("ICV"):
+                m.d.comb += kblk.eq(c.icv_len)
+                with m.If(have_in & tq.w_rdy & dq.w_rdy):
+                    m.d.comb += ingb.pop.eq(1)
+                    finish(in_blk)
+
+        # ---- output merger and tag stage ----
+        head = Signal(dq_layout)
+        job = Signal(tq_layout)
+        m.d.comb += [head.as_value().eq(dq.r_data), job.as_value().eq(tq.r_data)]
+        full_tag = (yq.r_data ^ job.ekj0) & lane_mask(job.icv_len, 16)
+        with m.If(dq.r_rdy & ~head.icv):
+            m.d.comb += [outgb.push_valid.eq(1), outgb.push_data.eq(head.data),
+                         outgb.push_n.eq(head.n), dq.r_en.eq(outgb.push_ready)]
+        # all ICV bytes are compared at once: no data-dependent timing;
+        # a length mismatch fails the packet whatever its mode
+        with m.If(dq.r_rdy & head.icv & tq.r_rdy & yq.r_rdy & errq.r_rdy & ~tag_valid &
+                  outgb.push_ready):
+            m.d.comb += [outgb.push_valid.eq(1), outgb.push_eop.eq(1),
+                         outgb.push_data.eq(Mux(job.decrypt, 0, full_tag)),
+                         outgb.push_n.eq(Mux(job.decrypt, 0, job.icv_len)),
+                         dq.r_en.eq(1), tq.r_en.eq(1), yq.r_en.eq(1), errq.r_en.eq(1),
+                         pkt_out.eq(1), pkt_out_slot.eq(job.slot)]
+            m.d.sync += [tag_valid.eq(1), tag_out.tag.eq(full_tag),
+                         tag_out.len_err.eq(errq.r_data),
+                         tag_out.ok.eq(~errq.r_data &
+                                       (~job.decrypt | ((full_tag ^ job.icv) == 0)))]
+            with m.If(errq.r_data & (self.len_errors != 0xffff)):
+                m.d.sync += self.len_errors.eq(self.len_errors + 1)

@@ -24,15 +24,17 @@ class GFMulPipe(wiring.Component):
     b: In(128)
     o: Out(128)
 
-    def __init__(self, latency=3):
+    def __init__(self, latency=3, reset_less=False):
         if latency not in (2, 3, 4):
             raise ValueError("latency must be 2, 3 or 4")
         self.latency = latency
+        self.reset_less = reset_less
         super().__init__()
 
     def elaborate(self, platform):
         m = Module()
-        ar, br = Signal(128), Signal(128)
+        rl = self.reset_less
+        ar, br = Signal(128, reset_less=rl), Signal(128, reset_less=rl)
         m.d.sync += [ar.eq(self.a), br.eq(self.b)]
         # Karatsuba operand pairs: lo*lo, hi*hi, (lo^hi)*(lo^hi)
         pairs = [(ar[:64], br[:64]), (ar[64:], br[64:]),
@@ -44,7 +46,7 @@ class GFMulPipe(wiring.Component):
                 m.d.comb += xs.eq(x)
                 sl = []
                 for j in range(4):
-                    s = Signal(79, name=f"slice{k}_{j}")
+                    s = Signal(79, name=f"slice{k}_{j}", reset_less=rl)
                     m.d.sync += s.eq(clmul(xs[16 * j:16 * j + 16], y))
                     sl.append(s)
                 prods.append(xor_tree([(s.as_unsigned() << 16 * j)[:127]
@@ -52,7 +54,7 @@ class GFMulPipe(wiring.Component):
         else:
             prods = [clmul(x, y) for x, y in pairs]
         if self.latency >= 3:
-            regs = [Signal(127, name=f"kp{k}") for k in range(3)]
+            regs = [Signal(127, name=f"kp{k}", reset_less=rl) for k in range(3)]
             m.d.sync += [r.eq(p) for r, p in zip(regs, prods)]
             prods = regs
         p0, p2, p1 = prods
@@ -60,5 +62,7 @@ class GFMulPipe(wiring.Component):
         m.d.comb += mid.eq(p0 ^ p1 ^ p2)
         full = xor_tree([p0.as_unsigned(), (mid.as_unsigned() << 64)[:255],
                          (p2.as_unsigned() << 128)[:255]], 255)
-        m.d.sync += self.o.eq(gf_reduce(m, full, "mred"))
+        o_r = Signal(128, reset_less=rl)
+        m.d.sync += o_r.eq(gf_reduce(m, full, "mred"))
+        m.d.comb += self.o.eq(o_r)
         return m

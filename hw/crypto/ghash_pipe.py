@@ -15,8 +15,17 @@ drain. Blocks are registered once on the way in, so the enable comes from
 a flip-flop rather than from the sequencer's handshake logic.
 
 `h` holds H^1..H^N (byte-lane blocks, H^1 in the low 128 bits), read once
-at `start`. `start` only when `busy` is low. Interface otherwise as
-ghash.GHASH: `i` byte-lane blocks, `y` valid when `busy` is low.
+at `start`. Interface otherwise as ghash.GHASH: `i` byte-lane blocks, `y`
+valid when `busy` is low.
+
+Packets may overlap: `start` is allowed as soon as `can_start` is high (all
+blocks of the previous packet taken), while its lanes still drain. Lanes
+leaving during a drain are replaced by zero, so the next packet's blocks
+start fresh lanes. Each packet's result is given once, on the cycle `done`
+is high, in `y_done` (the consumer must take it then). The next packet's
+first block waits until the previous drain reaches its final cycle (an idle
+cycle inside a drain would put its blocks in the wrong lanes): 2 cycles
+between packets with N = 3.
 """
 
 from amaranth.hdl import Array, EnableInserter, Module, Mux, Signal
@@ -37,34 +46,47 @@ class GHASHPipe(wiring.Component):
             "h": In(128 * latency),
             "y": Out(128),
             "busy": Out(1),
+            "can_start": Out(1),
+            "done": Out(1),
+            "y_done": Out(128),
         })
 
     def elaborate(self, platform):
         m = Module()
         n = self.lanes
-        mul = GFMulPipe(n)
-        pw = Array(Signal(128, name=f"hpow{k + 1}") for k in range(n))   # H^(k+1)
+        # datapath registers have no reset (fewer routes on the reset net);
+        # after reset the multiplier is flushed with zeros for n cycles
+        mul = GFMulPipe(n, reset_less=True)
+        flush = Signal(range(n + 1), init=n)
+        pw = Array(Signal(128, name=f"hpow{k + 1}", reset_less=True)
+                   for k in range(n))                                    # H^(k+1)
         rem = Signal(14)         # blocks of the packet still to come
         drain = Signal(range(n + 1))
-        acc = Signal(128)        # XOR of the lanes leaving after the last block
+        acc = Signal(128, reset_less=True)   # XOR of the lanes leaving after the last block
         # input register
-        x_r = Signal(128)
+        x_r = Signal(128, reset_less=True)
         v_r = Signal()
         last_r = Signal()
-        k_r = Signal(range(n))   # the block's factor is H^(k_r + 1)
+        k_r = Signal(range(n), reset_less=True)   # the block's factor is H^(k_r + 1)
 
-        m.d.comb += self.i.ready.eq(~self.start)
+        # a block enters the multiplier no earlier than the previous drain's
+        # final cycle (the register below adds one cycle): an empty drain
+        # cycle after one of its blocks would shift the packet's lanes
+        after_drain = ~(v_r & last_r) & (drain <= 2) & (flush == 0)
+        m.d.comb += self.i.ready.eq(~self.start & after_drain)
         take = self.i.valid & self.i.ready & (rem != 0)
         m.d.sync += v_r.eq(take)
         with m.If(take):
             m.d.sync += [x_r.eq(reflect_bytes(self.i.payload)), last_r.eq(rem == 1),
                          k_r.eq(Mux(rem > n, n, rem) - 1)]
 
-        en = v_r | (drain != 0)
+        with m.If(flush != 0):
+            m.d.sync += flush.eq(flush - 1)
+        en = v_r | (drain != 0) | (flush != 0)
         m.submodules.mul = EnableInserter(en)(mul)
         # while draining, the lane leaving belongs to the finished packet: the
         # next packet's lanes start from zero
-        fb = Mux(drain != 0, 0, mul.o)
+        fb = Mux((drain != 0) | (flush != 0), 0, mul.o)
         m.d.comb += [mul.a.eq(fb ^ Mux(v_r, x_r, 0)), mul.b.eq(pw[k_r])]
 
         with m.If(self.start):
@@ -78,5 +100,8 @@ class GHASHPipe(wiring.Component):
         with m.If(v_r & last_r):
             m.d.sync += [drain.eq(n), acc.eq(0)]
         m.d.comb += [self.busy.eq((rem != 0) | v_r | (drain != 0)),
-                     self.y.eq(reflect_bytes(acc))]
+                     self.y.eq(reflect_bytes(acc)),
+                     self.can_start.eq(rem == 0),
+                     self.done.eq(drain == 1),
+                     self.y_done.eq(reflect_bytes(acc ^ mul.o))]
         return m

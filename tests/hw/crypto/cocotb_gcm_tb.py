@@ -7,6 +7,7 @@ Work comes from the environment (set by test_crypto_gcm.py):
   LATCHNIC_CAVP_STRIDE  take every Nth 96-bit-IV vector (1 = all)
   LATCHNIC_DIFF_SEED, LATCHNIC_DIFF_COUNT, LATCHNIC_DIFF_MAXLEN (diff)
   LATCHNIC_STALL        1: random idle on the source, backpressure on the sinks
+  LATCHNIC_DIFF_SMALL   1: AAD and payload lengths up to LATCHNIC_DIFF_MAXLEN only
   LATCHNIC_EAGER_REKEY  1: write keys into slots that still have packets in flight
 
 The driver writes keys, commands and packet bytes as fast as the design
@@ -220,6 +221,9 @@ def cavp_packets():
 def diff_packets(rng):
     count = int(os.environ.get("LATCHNIC_DIFF_COUNT", "20"))
     maxlen = int(os.environ.get("LATCHNIC_DIFF_MAXLEN", "9000"))
+    # small: payloads and AAD up to maxlen only (packets shorter than the
+    # engine's per-packet pipeline, so several overlap inside it)
+    small = os.environ.get("LATCHNIC_DIFF_SMALL", "0") == "1"
     keys = [rng.randbytes(rng.choice([16, 32])) for _ in range(24)]
     lengths = [0, 1, 15, 16, 17, maxlen] + [rng.randrange(0, maxlen + 1) for _ in range(count)]
     packets = []
@@ -228,6 +232,9 @@ def diff_packets(rng):
         # the first six are the edge lengths (0, 1, 15, 16, 17, max); then a mix
         plen = lengths[n] if n < 6 or rng.random() < 0.5 else rng.randrange(0, 300)
         alen = rng.choice([0, 8, 12, rng.randrange(0, 40), rng.randrange(0, 600)])
+        if small:
+            plen = min(plen, maxlen)
+            alen = rng.choice([0, 8, 8, 12, rng.randrange(0, maxlen + 1)])
         aad, pt = rng.randbytes(alen), rng.randbytes(plen)
         nonce = rng.randbytes(12)
         icv_len = rng.choice([8, 12, 16])

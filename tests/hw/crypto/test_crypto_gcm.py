@@ -62,6 +62,18 @@ def test_rekey_in_flight(config):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("config", ["compact", "wide"])
+@pytest.mark.parametrize("stall", [0, 1])
+def test_small_packets(config, stall):
+    # many short packets back to back (wide: several overlap between the
+    # sequencer, the GHASH drain and the tag stage), all modes, keys in
+    # random slots with re-keying, with and without stalls
+    _run(config, f"small_{stall}", LATCHNIC_GCM_JOB="diff", LATCHNIC_DIFF_SEED=200 + stall,
+         LATCHNIC_DIFF_COUNT=400, LATCHNIC_DIFF_MAXLEN=80, LATCHNIC_DIFF_SMALL=1,
+         LATCHNIC_STALL=stall)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config", ["compact", "wide"])
 def test_length_mismatch_long(config):
     _run(config, "len_err_long", LATCHNIC_GCM_JOB="lenerr", LATCHNIC_DIFF_SEED=4,
          LATCHNIC_DIFF_COUNT=200, LATCHNIC_DIFF_MAXLEN=3000, LATCHNIC_STALL=1)
