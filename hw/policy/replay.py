@@ -93,6 +93,7 @@ class ReplayWindows(wiring.Component):
         clr_from = Signal(64)       # block index being cleared
         clr_left = Signal(wb + 2)
         new_seq = Signal(64)
+        word_q = Signal(32)          # a bitmap word, registered out of the RAM
 
         with m.FSM():
             with m.State("IDLE"):
@@ -154,7 +155,11 @@ class ReplayWindows(wiring.Component):
                     m.d.comb += b_rp.addr.eq(word_addr(full))
                     m.next = "CHECK_BIT"
             with m.State("CHECK_BIT"):
-                m.d.sync += resp.ok.eq(~b_rp.data.bit_select(resp.seq[:5], 1))
+                # the word is registered out of the RAM first (EBR clock-to-output)
+                m.d.sync += word_q.eq(b_rp.data)
+                m.next = "CHECK_SEL"
+            with m.State("CHECK_SEL"):
+                m.d.sync += resp.ok.eq(~word_q.bit_select(resp.seq[:5], 1))
                 m.next = "RESP"
             with m.State("UPDATE_CMP"):
                 m.d.sync += [newer.eq(cmd.seq > st.top), blocks.eq(cmd.seq[5:] - st.top[5:]),
@@ -180,11 +185,14 @@ class ReplayWindows(wiring.Component):
                     m.d.sync += [clr_from.eq(clr_from + 1), clr_left.eq(clr_left - 1)]
             with m.State("MARK_READ"):
                 m.d.comb += b_rp.addr.eq(word_addr(new_seq))
+                m.next = "MARK_DATA"
+            with m.State("MARK_DATA"):
+                m.d.sync += word_q.eq(b_rp.data)
                 m.next = "MARK_WRITE"
             with m.State("MARK_WRITE"):
                 bit = Signal(32)
                 m.d.comb += bit.eq(Const(1, 32) << new_seq[:5])
-                m.d.comb += [b_wp.addr.eq(word_addr(new_seq)), b_wp.data.eq(b_rp.data | bit),
+                m.d.comb += [b_wp.addr.eq(word_addr(new_seq)), b_wp.data.eq(word_q | bit),
                              b_wp.en.eq(1)]
                 m.d.sync += [resp.ok.eq(1), resp.seq.eq(new_seq)]
                 m.next = "RESP"
