@@ -19,7 +19,8 @@ Operations (`cmd` -> `resp`, one at a time):
 * WRITE(slot, entry): rewrite a slot (state changes, timers, FIN flags; a
   FREE state frees it).
 * READ(slot, now): the slot's entry; `hit` = live (for the re-check sweep).
-Cost: 1 + ceil(38 / crc_step) + ways + 3 cycles for LOOKUP/INSERT, 3 for WRITE.
+Cost: 1 + ceil(38 / crc_step) + ways + 4 cycles for LOOKUP/INSERT (the entry is
+registered out of the RAM before the key compare), 3 for WRITE; READ one more.
 
 Split geometry (`capacity_v6` > 0, docs/model.md "Latch table"): the slots
 form two tables with the same ways. IPv4 flows live in slots
@@ -184,11 +185,15 @@ class LatchTable(wiring.Component):
             wdata = compact(w_data) if split and i == 0 else w_data
             m.d.comb += [wp.addr.eq(w_addr), wp.data.eq(wdata), wp.en.eq(w_en & (wtbl == i)),
                          rp.addr.eq(r_addr)]
-        e = ports[0][1].data if not split else Signal(entry_layout)
+        e_ram = ports[0][1].data if not split else Signal(entry_layout)
         if split:
             # the set of the entry on the read port: the scanned set, or the
             # set of the slot a READ names (set_idx holds either)
-            m.d.comb += e.eq(Mux(tbl, ports[1][1].data, expand(ports[0][1].data, set_idx).as_value()))
+            m.d.comb += e_ram.eq(Mux(tbl, ports[1][1].data, expand(ports[0][1].data, set_idx).as_value()))
+        # the entry is registered as it leaves the RAM (timing: an ECP5 EBR's
+        # clock-to-output leaves no room for the key compare in the same cycle)
+        e = Signal(entry_layout)
+        m.d.sync += e.eq(e_ram)
 
         def by_slot(slot_v):
             """(table, local address) of a slot number."""
@@ -197,8 +202,9 @@ class LatchTable(wiring.Component):
             base = self.tables[1][0]
             return slot_v >= base, Mux(slot_v >= base, slot_v - base, slot_v)
 
-        ridx = Signal(range(W + 1))       # way addressed this cycle
-        didx = Signal(range(W + 1))       # way whose data is on the read port
+        ridx = Signal(range(W + 2))       # way addressed this cycle
+        didx = Signal(range(W + 2))       # way whose data is on the read port
+        eidx = Signal(range(W + 2))       # way whose data is in `e`
         age = Signal(32)
         live = Signal()
         match = Signal()
@@ -247,7 +253,9 @@ class LatchTable(wiring.Component):
                 m.d.comb += r_addr.eq(a)
                 if split:
                     m.d.sync += [tbl.eq(t), set_idx.eq(a[wb:])]
-                m.next = "READ_DATA"
+                m.next = "READ_REG"
+            with m.State("READ_REG"):
+                m.next = "READ_DATA"      # the entry reaches `e`
             with m.State("READ_DATA"):
                 m.d.sync += [resp.eq(0), resp.slot.eq(cmd.slot), resp.hit.eq(live),
                              resp.entry.eq(e)]
@@ -259,14 +267,14 @@ class LatchTable(wiring.Component):
             with m.State("SCAN"):
                 m.d.comb += r_addr.eq(Mux(tbl, local_of(ridx[:wb] if wb else Const(0, 0), len(self.tables) - 1),
                                           local_of(ridx[:wb] if wb else Const(0, 0), 0)))
-                m.d.sync += [ridx.eq(ridx + 1), didx.eq(ridx)]
-                with m.If(ridx != 0):
-                    # data of way didx: first match, lowest free way
+                m.d.sync += [ridx.eq(ridx + 1), didx.eq(ridx), eidx.eq(didx)]
+                with m.If(ridx >= 2):
+                    # data of way eidx: first match, lowest free way
                     with m.If(match & ~hit):
-                        m.d.sync += [hit.eq(1), hit_way.eq(didx), hit_entry.eq(e)]
+                        m.d.sync += [hit.eq(1), hit_way.eq(eidx), hit_entry.eq(e)]
                     with m.If(~live & ~free & key_ok):
-                        m.d.sync += [free.eq(1), free_way.eq(didx)]
-                with m.If(ridx == W):
+                        m.d.sync += [free.eq(1), free_way.eq(eidx)]
+                with m.If(ridx == W + 1):
                     m.next = "DECIDE"
             with m.State("DECIDE"):
                 m.d.sync += [resp.hit.eq(hit), resp.full.eq(~hit & ~free)]
