@@ -41,6 +41,19 @@ from traffic_gen import TICK_NS, traffic
 
 
 
+def want_verdict(mv, sa_slots) -> dict:
+    """The verdict fields the core must give for the model's verdict `mv`
+    (SA names -> SAD slots through `sa_slots`, as the driver assigned them)."""
+    want = {"action": 0 if mv.action == "forward" else 1,
+            "reason": REASON_CODES[mv.reason] if mv.reason else 0,
+            "latch_valid": int(mv.latch is not None), "sa_valid": int(mv.sa is not None)}
+    if mv.latch is not None:
+        want["latch"] = mv.latch
+    if mv.sa is not None:
+        want["sa"] = sa_slots[mv.sa]
+    return want
+
+
 def _pauses(rng, p):
     while True:
         yield int(rng.random() < p)
@@ -202,13 +215,7 @@ async def core_matches_model(dut):
         compared[mv.action if mv.action == "forward" else mv.reason] += 1
         if direction == "in" and mv.sa is not None:
             compared["in_sa_" + (mv.reason or "forward")] += 1
-        want = {"action": 0 if mv.action == "forward" else 1,
-                "reason": REASON_CODES[mv.reason] if mv.reason else 0,
-                "latch_valid": int(mv.latch is not None), "sa_valid": int(mv.sa is not None)}
-        if mv.latch is not None:
-            want["latch"] = mv.latch
-        if mv.sa is not None:
-            want["sa"] = sa_index[mv.sa]
+        want = want_verdict(mv, sa_index)
         if mv.action == "forward" and mv.sa is not None and direction == "out":
             want["seq"] = model.sad.by_name[mv.sa].seq
         got = {k: hv[k] for k in want}

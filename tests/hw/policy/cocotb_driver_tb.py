@@ -21,9 +21,8 @@ from latchnic.config import load_config
 from latchnic.driver.entries import from_table
 from latchnic.driver.model_backend import ModelBackend
 from latchnic.sim.device import ModelDevice
-from latchnic.sim.drops import REASON_CODES
 
-from cocotb_core_tb import TB
+from cocotb_core_tb import TB, want_verdict
 from core_driver import EVENT_FIELDS, CoreDriver, compare
 from traffic_gen import TICK_NS, traffic
 
@@ -79,13 +78,7 @@ async def single_operations(dut):
                 _first, hv = await tb.inbound(model, drv.slots, frame, now_ns // TICK_NS)
             else:
                 hv = await tb.frame(False, frame, now_ns // TICK_NS)
-            want = {"action": 0 if mv.action == "forward" else 1,
-                    "reason": REASON_CODES[mv.reason] if mv.reason else 0,
-                    "latch_valid": int(mv.latch is not None), "sa_valid": int(mv.sa is not None)}
-            if mv.latch is not None:
-                want["latch"] = mv.latch
-            if mv.sa is not None:
-                want["sa"] = drv.slots[mv.sa]
+            want = want_verdict(mv, drv.slots)
             got = {k: hv[k] for k in want}
             assert got == want, (state["stretch"], n, direction, frame.hex(), mv.reason, got, want)
         await same_state(f"stretch {state['stretch']}")
