@@ -480,6 +480,9 @@ class RegisterBackend(Backend):
                 used = set(slots.values())
                 writes = [w for i in range(self.cap_sas) if i not in used
                           for w in prog.commit_writes("sad", i, op=1)] + writes
+            # expired latches leave with a `timer` event, as in the model
+            # (the core's default after reset is silent expiry)
+            writes.append((regs.CTRL, self.bus.read(regs.CTRL) | regs.CTRL_TIMER_EVENTS_MASK))
             self._run(writes, "config_applied")
             self.knobs, self.pad, self.adopted = d, pad, True
             self.sa_slots.clear()               # in place: callers may hold the mapping

@@ -233,6 +233,30 @@ def test_apply_refused_writes_nothing(tmp_path):
             "latch_ways cannot change on a live device")
 
 
+class CommitBus(DictBus):
+    """DictBus whose TBL_COMMITS counts TBL_COMMIT writes, as the core's
+    does once a commit is done: enough for apply() to run to the end."""
+
+    def write(self, addr, value):
+        super().write(addr, value)
+        if addr == regs.TBL_COMMIT:
+            self.mem[regs.TBL_COMMITS] = (self.mem.get(regs.TBL_COMMITS, 0) + 1) & 0xFFFFFFFF
+
+
+def test_apply_turns_timer_events_on():
+    """The core's reset value lets expired latches go silently; apply sets
+    CTRL.timer_events (keeping CTRL's other bits) so that they leave with a
+    `timer` event, as in the model."""
+    clear = regs.CTRL_CLEAR_COUNTERS_MASK
+    bus = RecordingBus(CommitBus(id_block() | {regs.CTRL: clear}))
+    dev = RegisterBackend(bus)
+    cfg = parse_config(CONFIG.replace("replay_window = 128", "replay_window = 128\nlatch_capacity = 16\n"
+                                      "latch_ways = 2"), "kit.toml")
+    dev.apply(cfg)
+    ctrl = [v for op, a, v in bus.log if op == "w" and a == regs.CTRL]
+    assert ctrl == [clear | regs.CTRL_TIMER_EVENTS_MASK], ctrl
+
+
 def test_foreign_tables_are_not_touched():
     """A core that was programmed (TBL_COMMITS != 0) but whose host-side state
     is not here: single-entry operations refuse instead of guessing slots."""
