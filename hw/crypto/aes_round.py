@@ -25,9 +25,10 @@ class AESRound(wiring.Component):
     final: In(1)     # last round: no MixColumns
     o: Out(128)
 
-    def __init__(self, latency=1):
+    def __init__(self, latency=1, reset_less=False):
         assert latency in (1, 2)
         self.latency = latency
+        self.reset_less = reset_less
         super().__init__()
 
     def elaborate(self, platform):
@@ -41,7 +42,7 @@ class AESRound(wiring.Component):
                 rp = rom.read_port()
                 m.d.comb += rp.addr.eq(byte(self.i, 2 * n + k))
                 if self.latency == 2:
-                    held = Signal(8, name=f"sb{2 * n + k}")
+                    held = Signal(8, name=f"sb{2 * n + k}", reset_less=self.reset_less)
                     m.d.sync += held.eq(rp.data)
                     sub.append(held)
                 else:

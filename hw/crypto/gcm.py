@@ -442,9 +442,12 @@ class GCMEngine(wiring.Component):
                 # the previous packet's input ends here: its last beat's rest
                 # is skipped (no pop in this state)
                 m.d.comb += ingb.align.eq(1)
+                # E(K,J0) is the keystream head when the packet starts; taken
+                # in every START cycle (the last one counts), so its 128
+                # enables are the state, not the start condition
+                m.d.sync += ekj0.eq(ksq.r_data)
                 with m.If(gh.can_start & ksq.r_rdy):
                     m.d.comb += [gh.start.eq(1), ks_pop.eq(1)]
-                    m.d.sync += ekj0.eq(ksq.r_data)
                     with m.If(aad_k != 0):
                         m.next = "AAD"
                     with m.Else():
@@ -497,18 +500,28 @@ class GCMEngine(wiring.Component):
         with m.If(dq.r_rdy & ~head.icv):
             m.d.comb += [outgb.push_valid.eq(1), outgb.push_data.eq(head.data),
                          outgb.push_n.eq(head.n), dq.r_en.eq(outgb.push_ready)]
-        # all ICV bytes are compared at once: no data-dependent timing;
-        # a length mismatch fails the packet whatever its mode
-        with m.If(dq.r_rdy & head.icv & tq.r_rdy & yq.r_rdy & errq.r_rdy & ~tag_valid &
+        # The tag is formed in two registered steps (timing): the ICV goes
+        # out and the tag and its difference to the received ICV are
+        # registered (t1); the next step reduces the difference to `ok`.
+        t1_valid = Signal()
+        t1_tag = Signal(128, reset_less=True)
+        t1_diff = Signal(128, reset_less=True)
+        t1_decrypt = Signal()
+        t1_err = Signal()
+        with m.If(dq.r_rdy & head.icv & tq.r_rdy & yq.r_rdy & errq.r_rdy & ~t1_valid &
                   outgb.push_ready):
             m.d.comb += [outgb.push_valid.eq(1), outgb.push_eop.eq(1),
                          outgb.push_data.eq(Mux(job.decrypt, 0, full_tag)),
                          outgb.push_n.eq(Mux(job.decrypt, 0, job.icv_len)),
                          dq.r_en.eq(1), tq.r_en.eq(1), yq.r_en.eq(1), errq.r_en.eq(1),
                          pkt_out.eq(1), pkt_out_slot.eq(job.slot)]
-            m.d.sync += [tag_valid.eq(1), tag_out.tag.eq(full_tag),
-                         tag_out.len_err.eq(errq.r_data),
-                         tag_out.ok.eq(~errq.r_data &
-                                       (~job.decrypt | ((full_tag ^ job.icv) == 0)))]
+            m.d.sync += [t1_valid.eq(1), t1_tag.eq(full_tag), t1_diff.eq(full_tag ^ job.icv),
+                         t1_decrypt.eq(job.decrypt), t1_err.eq(errq.r_data)]
             with m.If(errq.r_data & (self.len_errors != 0xffff)):
                 m.d.sync += self.len_errors.eq(self.len_errors + 1)
+        # all ICV bytes are compared at once: no data-dependent timing;
+        # a length mismatch fails the packet whatever its mode
+        with m.If(t1_valid & ~tag_valid):
+            m.d.sync += [t1_valid.eq(0), tag_valid.eq(1), tag_out.tag.eq(t1_tag),
+                         tag_out.len_err.eq(t1_err),
+                         tag_out.ok.eq(~t1_err & (~t1_decrypt | (t1_diff == 0)))]

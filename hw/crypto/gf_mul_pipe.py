@@ -2,7 +2,7 @@
 
 Polynomial form (bit i = coefficient of x^i, gf.reflect_bytes of a block).
 One product enters per cycle and leaves `latency` cycles later:
-  latency 2: operands registered -> whole product and reduction -> output
+  latency 2: Karatsuba operands registered -> whole product and reduction -> output
   latency 3: ... -> three 64x64 Karatsuba products registered -> combine and
              reduce -> output
   latency 4: ... the Karatsuba products themselves are built from 64x16
@@ -34,11 +34,19 @@ class GFMulPipe(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         rl = self.reset_less
-        ar, br = Signal(128, reset_less=rl), Signal(128, reset_less=rl)
-        m.d.sync += [ar.eq(self.a), br.eq(self.b)]
-        # Karatsuba operand pairs: lo*lo, hi*hi, (lo^hi)*(lo^hi)
-        pairs = [(ar[:64], br[:64]), (ar[64:], br[64:]),
-                 (ar[:64] ^ ar[64:], br[:64] ^ br[64:])]
+        a, b = self.a, self.b
+        # Karatsuba operand pairs: lo*lo, hi*hi, (lo^hi)*(lo^hi). Each pair has
+        # its own operand registers with the pre-add done before them: every
+        # 64x64 product then reads only its own 128 flip-flops (the placer can
+        # keep the three apart) and an AND term of the middle product needs 2
+        # inputs, not 4.
+        pairs = []
+        for k, (x, y) in enumerate([(a[:64], b[:64]), (a[64:], b[64:]),
+                                    (a[:64] ^ a[64:], b[:64] ^ b[64:])]):
+            xr = Signal(64, name=f"ka{k}", reset_less=rl)
+            yr = Signal(64, name=f"kb{k}", reset_less=rl)
+            m.d.sync += [xr.eq(x), yr.eq(y)]
+            pairs.append((xr, yr))
         if self.latency == 4:
             prods = []
             for k, (x, y) in enumerate(pairs):

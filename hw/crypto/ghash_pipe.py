@@ -15,7 +15,8 @@ drain. Blocks are registered once on the way in, so the enable comes from
 a flip-flop rather than from the sequencer's handshake logic.
 
 `h` holds H^1..H^N (byte-lane blocks, H^1 in the low 128 bits), read once
-at `start`. Interface otherwise as ghash.GHASH: `i` byte-lane blocks, `y`
+at `start` (it is sampled in every cycle into a spare bank, which becomes
+the packet's at `start`). Interface otherwise as ghash.GHASH: `i` byte-lane blocks, `y`
 valid when `busy` is low.
 
 Packets may overlap: `start` is allowed as soon as `can_start` is high (all
@@ -58,8 +59,14 @@ class GHASHPipe(wiring.Component):
         # after reset the multiplier is flushed with zeros for n cycles
         mul = GFMulPipe(n, reset_less=True)
         flush = Signal(range(n + 1), init=n)
-        pw = Array(Signal(128, name=f"hpow{k + 1}", reset_less=True)
-                   for k in range(n))                                    # H^(k+1)
+        # H^(k+1) in two banks: `cur` is the running packet's, the other one
+        # follows `h` every cycle and becomes current at `start`. The banks'
+        # load enable is then a flip-flop (cur) instead of `start`, which is
+        # late (sequencer state, queue flags) and would drive 384 enables.
+        banks = [[Signal(128, name=f"hpow{b}_{k + 1}", reset_less=True) for k in range(n)]
+                 for b in range(2)]
+        cur = Signal()
+        pw = Array(Mux(cur, banks[1][k], banks[0][k]) for k in range(n))
         rem = Signal(14)         # blocks of the packet still to come
         drain = Signal(range(n + 1))
         acc = Signal(128, reset_less=True)   # XOR of the lanes leaving after the last block
@@ -76,9 +83,10 @@ class GHASHPipe(wiring.Component):
         m.d.comb += self.i.ready.eq(~self.start & after_drain)
         take = self.i.valid & self.i.ready & (rem != 0)
         m.d.sync += v_r.eq(take)
-        with m.If(take):
-            m.d.sync += [x_r.eq(reflect_bytes(self.i.payload)), last_r.eq(rem == 1),
-                         k_r.eq(Mux(rem > n, n, rem) - 1)]
+        # loaded in every cycle, used only with v_r: no enable from `take`
+        # (the sequencer's handshake, late) on 128+ flip-flops
+        m.d.sync += [x_r.eq(reflect_bytes(self.i.payload)), last_r.eq(rem == 1),
+                     k_r.eq(Mux(rem > n, n, rem) - 1)]
 
         with m.If(flush != 0):
             m.d.sync += flush.eq(flush - 1)
@@ -89,10 +97,15 @@ class GHASHPipe(wiring.Component):
         fb = Mux((drain != 0) | (flush != 0), 0, mul.o)
         m.d.comb += [mul.a.eq(fb ^ Mux(v_r, x_r, 0)), mul.b.eq(pw[k_r])]
 
+        # the spare bank may take `h` in any cycle: the running packet's last
+        # block reads its factor in the cycle after it is taken, which is at
+        # the latest the cycle of the next `start` (can_start needs rem == 0)
+        for b in range(2):
+            with m.If(cur != b):
+                m.d.sync += [banks[b][j].eq(reflect_bytes(self.h[128 * j:128 * j + 128]))
+                             for j in range(n)]
         with m.If(self.start):
-            m.d.sync += [pw[j].eq(reflect_bytes(self.h[128 * j:128 * j + 128]))
-                         for j in range(n)]
-            m.d.sync += rem.eq(self.n_blocks)
+            m.d.sync += [cur.eq(~cur), rem.eq(self.n_blocks)]
         with m.Elif(take):
             m.d.sync += rem.eq(rem - 1)
         with m.If(drain != 0):
