@@ -66,19 +66,23 @@ class KeyExpand(wiring.Component):
 
         with m.FSM():
             with m.State("IDLE"):
+                # the offered key is taken into the registers in every IDLE
+                # cycle and only the state change waits for `valid`: the
+                # valid gating (slot guard in gcm.py) then reaches one
+                # flip-flop, not 300 enables
                 m.d.comb += self.key.ready.eq(1)
+                k = self.key.payload.key
+                words = [k[32 * j:32 * j + 32] for j in range(8)]
+                with m.If(self.key.payload.aes256):
+                    m.d.sync += [sr[j].eq(words[j]) for j in range(8)]
+                    m.d.sync += [idx.eq(8), nwords.eq(60)]
+                with m.Else():
+                    m.d.sync += [sr[4 + j].eq(words[j]) for j in range(4)]
+                    m.d.sync += [idx.eq(4), nwords.eq(44)]
+                m.d.sync += [aes256.eq(self.key.payload.aes256),
+                             slot.eq(self.key.payload.slot),
+                             rcon.eq(1), phase.eq(0)]
                 with m.If(self.key.valid):
-                    k = self.key.payload.key
-                    words = [k[32 * j:32 * j + 32] for j in range(8)]
-                    with m.If(self.key.payload.aes256):
-                        m.d.sync += [sr[j].eq(words[j]) for j in range(8)]
-                        m.d.sync += [idx.eq(8), nwords.eq(60)]
-                    with m.Else():
-                        m.d.sync += [sr[4 + j].eq(words[j]) for j in range(4)]
-                        m.d.sync += [idx.eq(4), nwords.eq(44)]
-                    m.d.sync += [aes256.eq(self.key.payload.aes256),
-                                 slot.eq(self.key.payload.slot),
-                                 rcon.eq(1), phase.eq(0)]
                     m.next = "RK0"
             with m.State("RK0"):
                 # the key itself is round key 0 (and 1 for AES-256)
