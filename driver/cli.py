@@ -5,7 +5,7 @@
   latchnic spd      add dir D ... action A [index I] | del DIR INDEX | list
   latchnic template add kind K ... | del ID | list
   latchnic latch    list | show SLOT | release SLOT
-  latchnic stats | caps | monitor | apply CFG.toml
+  latchnic stats [--clear] | caps | monitor | apply CFG.toml
   latchnic who      PROTO LOCAL:PORT REMOTE:PORT | --pid PID
   latchnic daemon   (sock_diag -> templates)       latchnic nic (the software NIC)
 
@@ -157,9 +157,14 @@ def _template_del(args, dev):
 
 # ---------------------------------------------------------------- latches
 
+NO_LATCH_COUNTERS = "counters n/a (this build keeps no per-latch counters)"
+
+
 def latch_line(l: dict) -> str:
-    return (f"latch {l['slot']} {l['flow']} peer {l['peer']} qop {l['qop']} state {l['state']} "
-            f"packets in {l['packets']['in']} out {l['packets']['out']} "
+    head = f"latch {l['slot']} {l['flow']} peer {l['peer']} qop {l['qop']} state {l['state']} "
+    if l["packets"] is None:              # absent, not zero (caps: latch_counters false)
+        return head + NO_LATCH_COUNTERS
+    return (head + f"packets in {l['packets']['in']} out {l['packets']['out']} "
             f"bytes in {l['bytes']['in']} out {l['bytes']['out']} drops {l['drops']}")
 
 
@@ -189,6 +194,9 @@ def _latch_show(args, dev):
         print(f"    template {l['template']}")
         if "created_ns" in l:                # the gateware records no creation time
             print(f"    created  {l['created_ns']} ns")
+        if l["packets"] is None:
+            print(f"    {NO_LATCH_COUNTERS}")
+            return
         print(f"    packets  in {l['packets']['in']} out {l['packets']['out']}")
         print(f"    bytes    in {l['bytes']['in']} out {l['bytes']['out']}")
         print(f"    drops    {l['drops']}")
@@ -209,7 +217,11 @@ def _stats(args, dev):
             print(f"drop {k:13} {v}")
         for name, s in c["sa"].items():
             print(f"sa {name:15} packets {s['packets']} bytes {s['bytes']}")
+        if c.get("latch", {}) is None:
+            print(f"latch              {NO_LATCH_COUNTERS}")
     _out(args, dev.counters(), text)
+    if args.clear:                        # read, then clear (frames between the two go uncounted)
+        dev.clear_counters()
 
 
 def _caps(args, dev):
@@ -311,7 +323,9 @@ def register(sub):
     r.add_argument("slot")
     _common(r, "latch release", _run(_latch_release), json_flag=False)
 
-    _common(sub.add_parser("stats", help="device counters"), "stats", _run(_stats))
+    st = sub.add_parser("stats", help="device counters")
+    st.add_argument("--clear", action="store_true", help="then clear every counter (CTRL.clear_counters)")
+    _common(st, "stats", _run(_stats))
     _common(sub.add_parser("caps", help="what the device supports"), "caps", _run(_caps))
     m = sub.add_parser("monitor", help="stream latch events as they happen")
     m.add_argument("--count", type=int, default=0, help="stop after N events")

@@ -9,7 +9,7 @@ parsers: the socket is a trust boundary, and a refused request changes
 nothing. A whole configuration travels as TOML text ("apply").
 Operations: caps, counters, peers, sas, spd, templates, latches, events,
 add_peer, del_peer, add_sa, del_sa, add_spd, del_spd, add_template,
-del_template, release_latch, apply.
+del_template, release_latch, apply, clear_counters.
 """
 
 from __future__ import annotations
@@ -107,6 +107,9 @@ class ControlServer:
             return b.caps()
         if op == "counters":
             return b.counters()
+        if op == "clear_counters":
+            b.clear_counters()
+            return None
         if op == "peers":
             return b.peers()
         if op == "sas":

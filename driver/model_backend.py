@@ -164,6 +164,10 @@ class ModelBackend(Backend):
             c["latch"] = {str(k): v for k, v in c["latch"].items()}
             return c
 
+    def clear_counters(self):
+        with self.lock:
+            self.dev.clear_counters()
+
     def caps(self) -> dict:
         with self.lock:
             return self.dev.caps()

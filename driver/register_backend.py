@@ -91,6 +91,9 @@ class RegisterBackend(Backend):
         self.window_max, self.window_default = replay & 0xFFFF, replay >> 16
         self.event_depth = (misc >> 8) & 0xFFFF
         self.cap_claims = bus.read(regs.CAPS_CLAIMS) & 0xFFFF
+        # a build without per-latch counters reads 0 for every latch: those
+        # zeros are no counts, so latches()/counters() report them absent (None)
+        self.latch_counters = bool(bus.read(regs.CAPS_COUNTERS) & regs.CAPS_COUNTERS_LATCH_MASK)
         if (misc & 0xFF) != len(REASONS):
             raise BackendError(f"the core counts {misc & 0xFF} drop reasons, this driver knows "
                                f"{len(REASONS)}")
@@ -509,7 +512,7 @@ class RegisterBackend(Backend):
                             "peer": self.pad.name_of(e["peer"]), "peer_index": e["peer"],
                             "qop": str(qop), "state": STATE_NAMES[e["state"]],
                             "template": self._template_id(e["template"]),
-                            **self._ctr(slot, True),
+                            **self._latch_ctr(slot),
                             "deadline_tick": e["deadline"] if e["timed"] else None})
             self._collect()
             return out
@@ -551,6 +554,21 @@ class RegisterBackend(Backend):
                           "out": rd(regs.CTR_BYTES_OUT_LO) | rd(regs.CTR_BYTES_OUT_HI) << 32},
                 "drops": rd(regs.CTR_DROPS)}
 
+    def _latch_ctr(self, slot: int) -> dict:
+        if not self.latch_counters:
+            return {"packets": None, "bytes": None, "drops": None}
+        return self._ctr(slot, True)
+
+    def clear_counters(self):
+        """CTRL.clear_counters 0 -> 1 -> 0: the frame and drop counters and
+        every SA's and latch's counters to 0 (ModelDevice.clear_counters).
+        The core clears the counter RAMs between frames and holds the bus
+        until done; the other CTRL bits are kept."""
+        with self.lock:
+            ctrl = self.bus.read(regs.CTRL) & ~regs.CTRL_CLEAR_COUNTERS_MASK
+            self.bus.write(regs.CTRL, ctrl | regs.CTRL_CLEAR_COUNTERS_MASK)
+            self.bus.write(regs.CTRL, ctrl)
+
     def _sa_counters(self) -> dict:
         """Per SA: packets and bytes (in the SA's direction) and its drops
         (the hardware counts them all together: `drops_total`, where the model
@@ -574,7 +592,9 @@ class RegisterBackend(Backend):
                 n = rd(regs.DROP_MALFORMED + 4 * code)
                 if n:
                     drops[reason] = n
-            latch = {str(slot): self._ctr(slot, True) for slot, _e in self._live_entries()}
+            # None: the build keeps no per-latch counters (CAPS_COUNTERS.latch = 0)
+            latch = ({str(slot): self._ctr(slot, True) for slot, _e in self._live_entries()}
+                     if self.latch_counters else None)
             return {"frames": frames, "drops": drops, "sa": self._sa_counters(), "latch": latch}
 
     def caps(self) -> dict:
@@ -592,6 +612,7 @@ class RegisterBackend(Backend):
             "latch_ways": self.latch_ways, "latches_v6": self.cap_latches_v6,
             "event_depth": self.event_depth,
             "pad_claims": self.cap_claims,
+            "latch_counters": self.latch_counters,
         }
 
     # -------------------------------------------------- host-side state

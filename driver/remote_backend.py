@@ -107,6 +107,9 @@ class RemoteBackend(Backend):
     def counters(self):
         return self._call("counters")
 
+    def clear_counters(self):
+        self._call("clear_counters")
+
     def caps(self):
         return self._call("caps")
 

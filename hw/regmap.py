@@ -48,7 +48,7 @@ from latchnic.sim.drops import REASONS
 
 MAGIC = 0x4C4E4943          # "LNIC"
 VERSION_MAJOR = 0
-VERSION_MINOR = 1
+VERSION_MINOR = 2          # 2: CAPS_COUNTERS
 
 ALGORITHMS = ("aes-gcm-128", "aes-gcm-256", "gmac-128", "gmac-256")
 
@@ -82,6 +82,12 @@ class Params:
     event_depth: int = 64
     spd_rows: int = 2          # RAM rows per SPD rule (2: half the EBRs, 2 cycles per rule)
     pad_claims: int = 64       # PAD claim entries (address ranges), all peers together
+    # per-latch counters (CTR_READ latch = 1): (latch_capacity x 192 bits of RAM; 11 EBRs for
+    # 1024 latches, 187 for 17408): off, CAPS_COUNTERS.latch = 0 and the driver reports
+    # them absent (docs/policy-core.md, "Block RAM budget")
+    latch_counters: bool = True
+    sad_rows: int = 4          # RAM rows per SAD selector entry (64 x 293 bits: 9 EBRs in 1 row, 3 in 4)
+    pad_rows: int = 4          # RAM rows per PAD claim (64 x 266 bits: 8 EBRs in 1 row, 2 in 4)
 
 
 @dataclass(frozen=True)
@@ -134,6 +140,7 @@ def _caps_values(p: Params) -> dict[str, int]:
         "CAPS_REPLAY": p.replay_window_max | (p.replay_window_default << 16),
         "CAPS_MISC": len(REASONS) | (p.event_depth << 8) | (STAGE_WORDS << 24),
         "CAPS_CLAIMS": p.pad_claims,
+        "CAPS_COUNTERS": 1 | (int(p.latch_counters) << 1),
     }
 
 
@@ -179,12 +186,20 @@ def _build() -> tuple[Register, ...]:
         R("CAPS_CLAIMS", 0x028, "ro", "PAD claims table size (TBL_COMMIT table `pad`).",
           (F("claims", 0, 16, "claim entries (address ranges) for all peers together"),),
           const="CAPS_CLAIMS", group=g),
+        R("CAPS_COUNTERS", 0x02C, "ro", "Which per-entry counters the build keeps (CTR_READ).",
+          (F("sa", 0, 1, "1: per-SA counters"),
+           F("latch", 1, 1, "1: per-latch counters; 0: the build has none (CTR_READ with latch = 1 "
+             "reads 0, which is no count: the driver reports them absent)")),
+          const="CAPS_COUNTERS", group=g),
     ]
     g = "Control"
     regs += [
         R("CTRL", 0x040, "rw", "Datapath control.",
           (F("enable", 0, 1, "reserved for a datapath enable (not used by the gateware yet)"),
-           F("clear_counters", 1, 1, "1: hold every counter at 0"),
+           F("clear_counters", 1, 1, "1: hold every counter at 0 (nothing counts); writing it from 0 to "
+             "1 also clears the per-SA and per-latch counters (CTR_READ): a sweep of max(SAs, latch "
+             "slots with counters) cycles between frames, the bus held until it is done "
+             "(ModelDevice.clear_counters)"),
            F("timer_events", 2, 1, "1: before each frame, free every latch whose deadline passed with "
              "a `timer` event (cause 4), in deadline then slot order as the model; a sweep of the "
              "latch table per distinct expired deadline (plus one), only when a deadline is due. "
@@ -265,8 +280,9 @@ def _build() -> tuple[Register, ...]:
         R("CTR_READ", 0x500, "wo", "Copy the counters of one SA or latch into CTR_*: the core copies "
           "them between frames and holds the bus until done, so the next read sees them. An SA "
           "counts in the direction it protects (inbound SA: *_IN, outbound SA: *_OUT). Counters "
-          "restart at 0 when the SAD entry is written and when a latch is cloned into the slot; "
-          "CTRL.clear_counters does not clear them. An index outside the table reads 0.",
+          "restart at 0 when the SAD entry is written and when a latch is cloned into the slot, and "
+          "CTRL.clear_counters clears them all. An index outside the table, and any latch in a build "
+          "without per-latch counters (CAPS_COUNTERS.latch = 0), reads 0.",
           (F("index", 0, 16, "SAD slot or latch slot"),
            F("latch", 16, 1, "0: SA counters, 1: latch counters")), group=g),
         R("CTR_PACKETS_IN", 0x504, "ro", "Inbound packets delivered (decapsulated) by the SA / on the latch.",

@@ -24,7 +24,7 @@ from .packet import (IPPROTO_AH, IPPROTO_ESP, IPPROTO_IPIP, IPPROTO_IPV6, IPPROT
                      TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, Malformed, Packet, join_transport,
                      parse_frame, parse_ip, split_transport, tunnel_header, with_ethertype)
 from .pad import Pad
-from .sad import Sad, SaState
+from .sad import Sad, SaCounters, SaState
 from .selectors import Flow, flow_of
 from .spd import Spd
 
@@ -83,7 +83,7 @@ class ModelDevice:
             "peers": self.pad.capacity, "sas": self.sa_capacity, "spd_rules": self.spd_capacity,
             "templates": self.templates.capacity,
             "latches": self.knobs.latch_capacity, "latch_ways": self.knobs.latch_ways,
-            "latches_v6": self.knobs.latch_capacity_v6,
+            "latches_v6": self.knobs.latch_capacity_v6, "latch_counters": True,
         }
 
     def _config_view(self) -> Config:
@@ -218,6 +218,19 @@ class ModelDevice:
     def drain_events(self) -> list[LatchEvent]:
         events, self._events = self._events, []
         return events
+
+    def clear_counters(self):
+        """Every counter back to 0 (CTRL.clear_counters): frames, drops per
+        reason, each SA's packets/bytes/drops, each latch's packets/bytes/drops.
+        Not counters: an SA's sequence number and replay window stay."""
+        self.drops.clear()
+        self.stats.clear()
+        for s in self.sad:
+            s.counters = SaCounters()
+        for l in self.latches.live():
+            l.packets = {"in": 0, "out": 0}
+            l.bytes = {"in": 0, "out": 0}
+            l.drops = 0
 
     def counters(self) -> dict:
         return {

@@ -24,7 +24,8 @@ It decides exactly as `latchnic.sim.device.ModelDevice` does for
   got there first), the inner packet's parse, then latch enforcement
   (latch_broken / latch_peer / latch_qop) or SPD in-rules (spd_mismatch),
   the PAD claim check (pad_claim), cloning from templates, TCP/UDP timers.
-Per-SA and per-latch packet/byte/drop counters live in block RAM (CTR_READ).
+Per-SA and per-latch packet/byte/drop counters live in block RAM (CTR_READ);
+per-latch counters are a build option (`Params.latch_counters`, CAPS_COUNTERS).
 
 Frames are decided one at a time (no overlap between frames yet). `meta`
 (direction, timer tick, decap result) is queued at each frame's first beat.
@@ -98,9 +99,14 @@ class DecapStatus(enum.Enum, shape=3):
 meta_layout = data.StructLayout({"inbound": 1, "now": 32, "decap": 1, "sa": 16, "seq": 64,
                                  "status": DecapStatus})
 
-# per-SA and per-latch counters (an SA counts in its own direction)
+# per-latch counters (CTR_READ view too)
 ctr_layout = data.StructLayout({"packets_in": 32, "packets_out": 32, "bytes_in": 48,
                                 "bytes_out": 48, "drops": 32})
+# per-SA counters: an SA counts only in the direction it protects (inbound SA:
+# decapsulated frames in, outbound SA: frames out), so one packet and one byte
+# count are enough; CTR_READ puts them in *_IN or *_OUT by the SA's direction.
+# 112 bits: 4 EBRs for 64 SAs where the 192-bit entry took 6
+sa_ctr_layout = data.StructLayout({"packets": 32, "bytes": 48, "drops": 32})
 
 R = REASON_CODES
 TCP_FIN, TCP_SYN, TCP_RST, TCP_ACK = 0x01, 0x02, 0x04, 0x10
@@ -111,6 +117,13 @@ def qop_satisfies(sa, latched):
     return ((sa.ah == latched.ah) & (sa.tunnel == latched.tunnel)
             & (sa.encrypts | ~latched.encrypts) & (sa.key256 >= latched.key256)
             & (sa.icv >= latched.icv))
+
+
+class _NoPort:
+    """Stands for a counter RAM's port in a build without that RAM: what the
+    FSM drives goes nowhere (optimised away), `data` reads 0."""
+    def __init__(self, shape):
+        self.en, self.addr, self.data = Signal(), Signal(16), Signal(shape)
 
 
 class PolicyCore(wiring.Component):
@@ -138,7 +151,7 @@ class PolicyCore(wiring.Component):
         m.submodules.tpl = tpl = SpdEngine(p.templates, directions=1)
         m.submodules.latch = latch = LatchTable(p.latch_capacity, p.latch_ways,
                                                  capacity_v6=p.latch_capacity_v6)
-        m.submodules.sad = sad = SadLookup(p.sas)
+        m.submodules.sad = sad = SadLookup(p.sas, rows=p.sad_rows)
         m.submodules.replay = replay = ReplayWindows(p.sas, p.replay_window_max)
         m.submodules.events = events = fifo.SyncFIFOBuffered(width=event_layout.size,
                                                             depth=p.event_depth)
@@ -146,13 +159,17 @@ class PolicyCore(wiring.Component):
         m.submodules.sadmem = sadmem = Memory(shape=sa_layout, depth=p.sas, init=[])
         sa_wp = sadmem.write_port()
         sa_rp = sadmem.read_port()
-        m.submodules.pad = pad = PadClaims(p.pad_claims)
+        m.submodules.pad = pad = PadClaims(p.pad_claims, rows=p.pad_rows)
         # counters: read-modify-write after each verdict; host reads go
         # through the FSM too (CTR_READ), so one read port each is enough
-        m.submodules.sactr = sactr = Memory(shape=ctr_layout, depth=p.sas, init=[])
-        m.submodules.lctr = lctr = Memory(shape=ctr_layout, depth=p.latch_capacity, init=[])
+        m.submodules.sactr = sactr = Memory(shape=sa_ctr_layout, depth=p.sas, init=[])
         sactr_wp, sactr_rp = sactr.write_port(), sactr.read_port()
-        lctr_wp, lctr_rp = lctr.write_port(), lctr.read_port()
+        if p.latch_counters:
+            m.submodules.lctr = lctr = Memory(shape=ctr_layout, depth=p.latch_capacity, init=[])
+            lctr_wp, lctr_rp = lctr.write_port(), lctr.read_port()
+        else:
+            # no RAM: the FSM's writes go nowhere, CTR_READ of a latch reads 0
+            lctr_wp, lctr_rp = _NoPort(ctr_layout), _NoPort(ctr_layout)
 
         # frames in; meta queued at each first beat
         wiring.connect(m, wiring.flipped(self.i), parser.i)
@@ -173,7 +190,7 @@ class PolicyCore(wiring.Component):
         m.d.comb += regs.hold.eq(commit_pending | regs.tbl_commit_stb)
         ctr_pending = Signal()          # CTR_READ waiting for the FSM
         ctr_out = Signal(ctr_layout)
-        ctr_sa_r = Signal(ctr_layout)   # COUNT_READ: the entries being updated
+        ctr_sa_r = Signal(sa_ctr_layout)   # COUNT_READ: the entries being updated
         ctr_l_r = Signal(ctr_layout)
         with m.If(regs.ctr_read_stb):
             m.d.sync += ctr_pending.eq(1)
@@ -216,6 +233,20 @@ class PolicyCore(wiring.Component):
                      regs.forwarded.eq(forwarded), regs.non_ip.eq(non_ip)]
         with m.If(regs.ctrl[1]):
             m.d.sync += [c.eq(0) for c in drop_ctr + [frames_in, frames_out, forwarded, non_ip]]
+        # ... and its rising edge clears the counter RAMs (state CLEAR_CTR):
+        # max(sas, latch slots with counters) cycles
+        clr_prev = Signal()
+        clr_edge = Signal()
+        clr_req = Signal()              # a sweep is wanted or running
+        clr_entries = max(p.sas, p.latch_capacity if p.latch_counters else 0)
+        clr_idx = Signal(range(clr_entries + 1))
+        clr_last = clr_entries - 1
+        m.d.sync += clr_prev.eq(regs.ctrl[1])
+        m.d.comb += clr_edge.eq(regs.ctrl[1] & ~clr_prev)
+        with m.If(clr_edge):
+            m.d.sync += clr_req.eq(1)
+        with m.If(clr_edge | clr_req):
+            m.d.comb += regs.hold.eq(1)  # a read after the CTRL write sees the counters cleared
 
         # ---- per-frame state
         res = Signal.like(parser.o.payload)
@@ -311,7 +342,10 @@ class PolicyCore(wiring.Component):
         with m.FSM() as fsm:
             m.d.comb += busy.eq(~fsm.ongoing("IDLE"))
             with m.State("IDLE"):
-                with m.If(commit_pending):
+                with m.If(clr_edge | clr_req):
+                    m.d.sync += [clr_idx.eq(0), clr_req.eq(1)]
+                    m.next = "CLEAR_CTR"
+                with m.Elif(commit_pending):
                     m.next = "COMMIT"
                 with m.Elif(ctr_pending):
                     m.next = "CTR_HOST"
@@ -555,9 +589,15 @@ class PolicyCore(wiring.Component):
                 m.d.sync += [ctr_out.eq(0), ctr_seq.eq(0), ctr_pending.eq(0)]
                 m.next = "IDLE"
                 with m.If(is_latch & (idx < p.latch_capacity)):
-                    m.d.sync += ctr_out.eq(lctr_rp.data)
+                    if p.latch_counters:
+                        m.d.sync += ctr_out.eq(lctr_rp.data)
                 with m.Elif(~is_latch & (idx < p.sas)):
-                    m.d.sync += ctr_out.eq(sactr_rp.data)
+                    sc = sactr_rp.data
+                    m.d.sync += ctr_out.drops.eq(sc.drops)
+                    with m.If(sa_rp.data.out):
+                        m.d.sync += [ctr_out.packets_out.eq(sc.packets), ctr_out.bytes_out.eq(sc.bytes)]
+                    with m.Else():
+                        m.d.sync += [ctr_out.packets_in.eq(sc.packets), ctr_out.bytes_in.eq(sc.bytes)]
                     with m.If(sa_rp.data.valid & sa_rp.data.out):
                         m.d.sync += ctr_seq.eq(sa_rp.data.seq)
                     with m.Elif(sa_rp.data.valid):
@@ -1017,18 +1057,41 @@ class PolicyCore(wiring.Component):
                 m.next = "COUNT_WRITE"
             with m.State("COUNT_WRITE"):
                 fwd = v.action == Verdict.FORWARD
-                for wp, c, en, addr in ((sactr_wp, ctr_sa_r, sa_valid, sa_idx),
-                                        (lctr_wp, ctr_l_r, have_latch, slot)):
-                    m.d.comb += [wp.en.eq(en), wp.addr.eq(addr), wp.data.eq(c)]
-                    with m.If(~fwd):
-                        m.d.comb += wp.data.drops.eq(c.drops + 1)
-                    with m.Elif(meta.inbound):
-                        m.d.comb += [wp.data.packets_in.eq(c.packets_in + 1),
-                                     wp.data.bytes_in.eq(c.bytes_in + payload_len)]
-                    with m.Else():
-                        m.d.comb += [wp.data.packets_out.eq(c.packets_out + 1),
-                                     wp.data.bytes_out.eq(c.bytes_out + payload_len)]
+                # CTRL.clear_counters held at 1: nothing counts (the frame
+                # counts as if it came before the clear, as the model's)
+                counting = ~regs.ctrl[1]
+                m.d.comb += [sactr_wp.en.eq(sa_valid & counting), sactr_wp.addr.eq(sa_idx),
+                             sactr_wp.data.eq(ctr_sa_r)]
+                with m.If(~fwd):
+                    m.d.comb += sactr_wp.data.drops.eq(ctr_sa_r.drops + 1)
+                with m.Else():
+                    m.d.comb += [sactr_wp.data.packets.eq(ctr_sa_r.packets + 1),
+                                 sactr_wp.data.bytes.eq(ctr_sa_r.bytes + payload_len)]
+                c = ctr_l_r
+                m.d.comb += [lctr_wp.en.eq(have_latch & counting), lctr_wp.addr.eq(slot),
+                             lctr_wp.data.eq(c)]
+                with m.If(~fwd):
+                    m.d.comb += lctr_wp.data.drops.eq(c.drops + 1)
+                with m.Elif(meta.inbound):
+                    m.d.comb += [lctr_wp.data.packets_in.eq(c.packets_in + 1),
+                                 lctr_wp.data.bytes_in.eq(c.bytes_in + payload_len)]
+                with m.Else():
+                    m.d.comb += [lctr_wp.data.packets_out.eq(c.packets_out + 1),
+                                 lctr_wp.data.bytes_out.eq(c.bytes_out + payload_len)]
                 m.next = "IDLE"
+
+            # CTRL.clear_counters 0 -> 1: every per-SA and per-latch counter
+            # entry written 0, one entry per cycle, between frames (frames
+            # wait in the parser's input; the bus is held until done)
+            with m.State("CLEAR_CTR"):
+                m.d.comb += [sactr_wp.en.eq(clr_idx < p.sas), sactr_wp.addr.eq(clr_idx),
+                             sactr_wp.data.eq(0),
+                             lctr_wp.en.eq(clr_idx < p.latch_capacity), lctr_wp.addr.eq(clr_idx),
+                             lctr_wp.data.eq(0)]
+                m.d.sync += clr_idx.eq(clr_idx + 1)
+                with m.If(clr_idx == clr_last):
+                    m.d.sync += clr_req.eq(0)
+                    m.next = "IDLE"
 
         # verdict's latch / SA fields
         m.d.comb += [self.verdict.payload.latch_valid.eq(have_latch),

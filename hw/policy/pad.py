@@ -10,15 +10,19 @@ one entry per cycle, and stops at the first entry that covers the request,
 at the first invalid entry or at the last entry. No hit: the claim is refused
 (fail closed).
 
-Cost: k + 5 cycles for a hit at entry k; a miss costs (claims programmed) + 5
-(the match is pipelined: two cycles more per lookup, not per entry).
+Cost: (k + 1) x rows + 4 cycles for a hit at entry k; a miss costs (claims
+programmed + 1) x rows + 4 (the match is pipelined: two cycles more per
+lookup, not per entry).
+
+`rows` > 1 stores a claim as that many narrower RAM rows (hw/policy/folded.py):
+64 claims of 266 bits take 8 ECP5 EBRs in one row, 2 in four (256 x 67 bits).
 """
 
 from amaranth.hdl import Module, Signal
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from .folded import FoldedTable
 from .selectors import le_combine, le_terms, pack
 
 claim_layout = data.StructLayout({"valid": 1, "peer": 8, "v6": 1, "lo": 128, "hi": 128})
@@ -37,9 +41,10 @@ class PadClaims(wiring.Component):
     """`req`: (peer, version, address); `resp`: does a claim of that peer cover it.
     `w_*`: the table write port (one whole claim per write, from TBL_COMMIT)."""
 
-    def __init__(self, capacity: int = 64):
+    def __init__(self, capacity: int = 64, rows: int = 1):
         assert capacity & (capacity - 1) == 0
         self.capacity = capacity
+        self.rows = rows
         self.abits = max((capacity - 1).bit_length(), 1)
         super().__init__({"req": In(stream.Signature(req_layout)),
                           "resp": Out(stream.Signature(resp_layout)),
@@ -48,13 +53,13 @@ class PadClaims(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         ab = self.abits
-        m.submodules.mem = mem = Memory(shape=claim_layout, depth=self.capacity, init=[])
-        wp, rp = mem.write_port(), mem.read_port()
-        m.d.comb += [wp.addr.eq(self.w_index[:ab]), wp.data.eq(self.w_data), wp.en.eq(self.w_en)]
+        t = FoldedTable(m, claim_layout, self.capacity, self.rows, self.w_en, self.w_index[:ab],
+                        self.w_data)
+        rp, rb = t.rp, t.rb
 
         req = Signal(req_layout)
-        ridx = Signal(ab + 1)          # entry addressed this cycle
-        didx = Signal(ab + 1)          # entry on rp.data
+        ridx = Signal(ab + rb + 1)     # row addressed this cycle
+        didx = Signal(ab + rb + 1)     # row on rp.data
         # three stages: the entry is registered as it leaves the RAM (an ECP5
         # EBR's clock-to-output leaves no room for logic), gives short
         # compares (32-bit address chunks) to registers, and the cycle after
@@ -63,7 +68,8 @@ class PadClaims(wiring.Component):
         e = Signal(claim_layout)
         q_pend = Signal()
         q_idx = Signal(ab + 1)
-        m.d.sync += [e.eq(rp.data), q_idx.eq(didx), q_pend.eq(1)]
+        whole, entry = t.assemble(m, didx)
+        m.d.sync += [e.eq(entry), q_idx.eq(didx[rb:]), q_pend.eq(whole)]
         t_peer = Signal()
         t_lo = Signal(7)
         t_hi = Signal(7)
@@ -82,13 +88,13 @@ class PadClaims(wiring.Component):
 
         with m.FSM():
             with m.State("IDLE"):
-                m.d.comb += [self.req.ready.eq(1), rp.addr.eq(0)]
+                m.d.comb += [self.req.ready.eq(~t.w_busy), rp.addr.eq(0)]
                 m.d.sync += [q_pend.eq(0), p_pend.eq(0)]
-                with m.If(self.req.valid):
+                with m.If(self.req.valid & ~t.w_busy):
                     m.d.sync += [req.eq(self.req.payload), ridx.eq(1), didx.eq(0), resp.eq(0)]
                     m.next = "SCAN"
             with m.State("SCAN"):
-                m.d.comb += rp.addr.eq(ridx[:ab])
+                m.d.comb += rp.addr.eq(ridx[:ab + rb])
                 m.d.sync += [ridx.eq(ridx + 1), didx.eq(ridx)]
                 with m.If(p_pend):
                     with m.If(~p_valid):

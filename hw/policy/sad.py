@@ -6,15 +6,21 @@ sim/sad.Sad.lookup_in.
 The inbound selectors of every SA sit in one block RAM, indexed by SAD slot;
 a lookup scans the slots in order, one per cycle, keeping the best rank (an
 earlier slot wins a tie, as the model's insertion order does) and stopping
-early on a rank-2 (SPI, dst, src) match. Cost: up to `sas` + 5 cycles (the
-match is pipelined: two cycles more per lookup).
+early on a rank-2 (SPI, dst, src) match or after the highest slot ever
+written valid. Cost: up to (that slot + 1) x rows + 5 cycles (the match is
+pipelined: two cycles more per lookup).
+
+`rows` > 1 stores an entry as that many narrower RAM rows, read on
+consecutive cycles: 64 entries of 293 bits fill 9 ECP5 EBRs (512 x 36 each,
+64 of 512 rows used) in one row, 3 in four (256 x 74 bits). A write takes
+`rows` cycles (from the cycle of `w_en`); no lookup starts meanwhile.
 """
 
 from amaranth.hdl import Cat, Const, Module, Signal
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from .folded import FoldedTable
 from .selectors import pack
 
 entry_layout = data.StructLayout({
@@ -37,9 +43,10 @@ def encode_sa_in(sa) -> int:
 
 
 class SadLookup(wiring.Component):
-    def __init__(self, sas: int = 64):
-        assert sas & (sas - 1) == 0
+    def __init__(self, sas: int = 64, rows: int = 1):
+        assert sas & (sas - 1) == 0 and rows & (rows - 1) == 0
         self.sas = sas
+        self.rows = rows
         self.abits = max((sas - 1).bit_length(), 1)
         super().__init__({"req": In(stream.Signature(req_layout)),
                           "resp": Out(stream.Signature(resp_layout)),
@@ -48,13 +55,17 @@ class SadLookup(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         ab = self.abits
-        m.submodules.mem = mem = Memory(shape=entry_layout, depth=self.sas, init=[])
-        wp, rp = mem.write_port(), mem.read_port()
-        m.d.comb += [wp.addr.eq(self.w_index[:ab]), wp.data.eq(self.w_data), wp.en.eq(self.w_en)]
+        rb = (self.rows - 1).bit_length()
+        t = FoldedTable(m, entry_layout, self.sas, self.rows, self.w_en, self.w_index[:ab], self.w_data)
+        rp, w_busy = t.rp, t.w_busy
+        # highest slot ever written valid: the slots after it are empty, the scan stops there
+        top = Signal(ab)
+        with m.If(self.w_en & self.w_data.valid & (self.w_index[:ab] > top)):
+            m.d.sync += top.eq(self.w_index[:ab])
 
         req = Signal(req_layout)
-        ridx = Signal(ab + 1)
-        didx = Signal(ab + 1)
+        ridx = Signal(ab + rb + 1)             # row addressed this cycle
+        didx = Signal(ab + rb + 1)             # row on rp.data
         # three stages: the entry is registered as it leaves the RAM (an ECP5
         # EBR's clock-to-output leaves no room for logic), gives its compares
         # (SPI, 128-bit dst and src equality) to registers, and the cycle
@@ -62,7 +73,8 @@ class SadLookup(wiring.Component):
         e = Signal(entry_layout)
         q_pend = Signal()
         q_idx = Signal(ab + 1)
-        m.d.sync += [e.eq(rp.data), q_idx.eq(didx), q_pend.eq(1)]
+        whole, entry = t.assemble(m, didx)
+        m.d.sync += [e.eq(entry), q_idx.eq(didx[rb:]), q_pend.eq(whole)]
         same = Signal()
         dst_ok = Signal()
         src_ok = Signal()
@@ -89,18 +101,18 @@ class SadLookup(wiring.Component):
 
         with m.FSM():
             with m.State("IDLE"):
-                m.d.comb += [self.req.ready.eq(1), rp.addr.eq(0)]
+                m.d.comb += [self.req.ready.eq(~w_busy), rp.addr.eq(0)]
                 m.d.sync += [q_pend.eq(0), p_pend.eq(0)]
-                with m.If(self.req.valid):
+                with m.If(self.req.valid & ~w_busy):
                     m.d.sync += [req.eq(self.req.payload), ridx.eq(1), didx.eq(0), resp.eq(0)]
                     m.next = "SCAN"
             with m.State("SCAN"):
-                m.d.comb += rp.addr.eq(ridx[:ab])
+                m.d.comb += rp.addr.eq(ridx[:ab + rb])
                 m.d.sync += [ridx.eq(ridx + 1), didx.eq(ridx)]
                 better = p_pend & match & (~resp.hit | (rank > resp.rank))
                 with m.If(better):
                     m.d.sync += [resp.hit.eq(1), resp.rank.eq(rank), resp.index.eq(p_idx)]
-                with m.If((better & (rank == 2)) | (p_pend & (p_idx == self.sas - 1))):
+                with m.If((better & (rank == 2)) | (p_pend & (p_idx == top))):
                     m.next = "RESP"
             with m.State("RESP"):
                 m.d.comb += self.resp.valid.eq(1)

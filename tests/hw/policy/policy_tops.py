@@ -85,21 +85,32 @@ class CoreTop(wiring.Component):
         return m
 
 
-def core_params(split: bool | None = None):
+def core_params(split: bool | None = None, latch_counters: bool | None = None):
     """The core benches' build; `split` (default: CORE_LATCH_SPLIT=1 in the
     environment, which the cocotb process inherits) adds a 4-slot IPv6 latch
-    table after the 16 IPv4 slots, as tests/hw/policy/core_config_split.toml."""
+    table after the 16 IPv4 slots, as tests/hw/policy/core_config_split.toml;
+    `latch_counters` (default: unless CORE_LATCH_COUNTERS=0) keeps per-latch
+    counters."""
     import os
     from latchnic.hw.regmap import Params
     if split is None:
         split = os.environ.get("CORE_LATCH_SPLIT") == "1"
+    if latch_counters is None:
+        latch_counters = os.environ.get("CORE_LATCH_COUNTERS", "1") == "1"
     return Params(sas=16, spd_rules=16, templates=8, latch_capacity=20 if split else 16, latch_ways=2,
-                  latch_capacity_v6=4 if split else 0, event_depth=256, pad_claims=16)
+                  latch_capacity_v6=4 if split else 0, event_depth=256, pad_claims=16,
+                  latch_counters=latch_counters)
 
 
 def core_top():
-    return CoreTop(core_params(split=False))
+    return CoreTop(core_params(split=False, latch_counters=True))
 
 
 def core_top_split():
-    return CoreTop(core_params(split=True))
+    return CoreTop(core_params(split=True, latch_counters=True))
+
+
+def core_top_no_latch_counters():
+    """The default bench build without per-latch counters (as the 25F and 85F
+    targets of bench/policy.py)."""
+    return CoreTop(core_params(split=False, latch_counters=False))

@@ -5,6 +5,8 @@ peers without any claim."""
 
 import random
 
+import pytest
+
 from amaranth.sim import Simulator
 
 from latchnic.config import parse_config
@@ -28,11 +30,12 @@ def _peers(rng, n, room, fill=False):
     return parse_config(text, "pad-test").peers
 
 
-def test_pad_claims_match_model():
+@pytest.mark.parametrize("rows", [1, 4])
+def test_pad_claims_match_model(rows):
     import ipaddress
     rng = random.Random(3)
     cap = 16
-    dut = PadClaims(cap)
+    dut = PadClaims(cap, rows=rows)
     errors, hits, checked = [], [], []
 
     async def bench(ctx):
@@ -46,7 +49,9 @@ def test_pad_claims_match_model():
                 ctx.set(dut.w_index, i)
                 ctx.set(dut.w_data.as_value(), entries[i] if i < len(entries) else 0)
                 await ctx.tick()
-            ctx.set(dut.w_en, 0)
+                ctx.set(dut.w_en, 0)
+                for _ in range(rows - 1):     # the other rows of the entry
+                    await ctx.tick()
             ctx.set(dut.resp.ready, 1)
             for _ in range(50):
                 idx = rng.randrange(len(peers) + 1)          # one index no peer holds

@@ -5,6 +5,8 @@ apart, IPv4 and IPv6."""
 import ipaddress
 import random
 
+import pytest
+
 from amaranth.sim import Simulator
 
 from latchnic.config import SA
@@ -24,10 +26,11 @@ def _sa(rng, i):
               bytes(16), bytes(4), 16, False, "p", src, dst)
 
 
-def test_sad_lookup_matches_model():
+@pytest.mark.parametrize("rows", [1, 4])
+def test_sad_lookup_matches_model(rows):
     rng = random.Random(1)
     sas = 16
-    dut = SadLookup(sas)
+    dut = SadLookup(sas, rows=rows)
     errors, hits = [], []
 
     async def bench(ctx):
@@ -41,7 +44,9 @@ def test_sad_lookup_matches_model():
                 ctx.set(dut.w_index, i)
                 ctx.set(dut.w_data.as_value(), encode_sa_in(specs[i]) if i < len(specs) else 0)
                 await ctx.tick()
-            ctx.set(dut.w_en, 0)
+                ctx.set(dut.w_en, 0)
+                for _ in range(rows - 1):     # the other rows of the entry
+                    await ctx.tick()
             ctx.set(dut.resp.ready, 1)
             for _ in range(60):
                 proto = rng.choice(["esp", "ah"])

@@ -1,0 +1,61 @@
+"""A table of wide entries stored as `rows` narrower RAM rows per entry.
+
+An ECP5 EBR (DP16KD) is at most 36 bits wide and 512 deep in that shape, so
+a 64-entry table of W-bit entries takes ceil(W / 36) EBRs of which only 64
+of 512 rows hold data. Storing entry i as rows i*R .. i*R+R-1 of W/R bits
+each divides the EBR count by up to R; the price is R reads per entry (a
+scan reads the rows on consecutive cycles) and R write cycles per entry.
+
+    t = FoldedTable(m, layout, depth, rows, w_en, w_index, w_data)
+    t.rp.addr   row address: Cat(row, entry index)
+    whole, entry = t.assemble(m, didx)   # didx: the row address on t.rp.data
+
+A write starts in the cycle of `w_en` (row 0) and writes one further row
+per cycle (`w_busy` high meanwhile); the owner starts no lookup while
+`w_busy` and sends no second `w_en` before it drops.
+"""
+
+from amaranth.hdl import Cat, Const, Signal
+from amaranth.lib import data
+from amaranth.lib.memory import Memory
+
+
+class FoldedTable:
+    def __init__(self, m, layout, depth, rows, w_en, w_index, w_data, name="mem"):
+        assert rows >= 1 and rows & (rows - 1) == 0
+        self.layout, self.rows = layout, rows
+        self.rb = rb = (rows - 1).bit_length()
+        self.part = part = -(-layout.size // rows)
+        m.submodules[name] = self.mem = mem = Memory(shape=part, depth=depth * rows, init=[])
+        self.wp, self.rp = wp, rp = mem.write_port(), mem.read_port()
+        self.w_busy = Signal()
+        wbits = Signal(part * rows)
+        m.d.comb += wbits.eq(w_data.as_value())
+        ab = len(w_index)
+        if rows == 1:
+            m.d.comb += [wp.addr.eq(w_index), wp.data.eq(wbits), wp.en.eq(w_en)]
+            return
+        rest = Signal(part * (rows - 1))    # rows still to write, row 1 first
+        row = Signal(rb)
+        base = Signal(ab)
+        with m.If(w_en):
+            m.d.comb += [wp.addr.eq(Cat(Const(0, rb), w_index)), wp.data.eq(wbits[:part]), wp.en.eq(1)]
+            m.d.sync += [rest.eq(wbits[part:]), row.eq(1), base.eq(w_index), self.w_busy.eq(1)]
+        with m.Elif(self.w_busy):
+            m.d.comb += [wp.addr.eq(Cat(row, base)), wp.data.eq(rest[:part]), wp.en.eq(1)]
+            m.d.sync += [rest.eq(rest >> part), row.eq(row + 1)]
+            with m.If(row == rows - 1):
+                m.d.sync += self.w_busy.eq(0)
+
+    def assemble(self, m, didx):
+        """(whole, entry): `whole` when rp.data holds an entry's last row; then
+        `entry` (a view of `layout`) is the whole entry, its earlier rows
+        having been shifted into a register on the cycles before."""
+        if self.rows == 1:
+            return Const(1, 1), data.View(self.layout, self.rp.data)
+        part, rb = self.part, self.rb
+        parts = Signal(part * (self.rows - 1))
+        last = didx[:rb] == self.rows - 1
+        with m.If(~last):
+            m.d.sync += parts.eq(Cat(parts[part:], self.rp.data))
+        return last, data.View(self.layout, Cat(parts, self.rp.data)[:self.layout.size])
