@@ -55,9 +55,23 @@ def key_bytes_value(flow) -> "Value":
                *be(flow.local_port, 2), *be(flow.remote_port, 2))
 
 
+def unadvance(crc: int, nbytes: int) -> int:
+    """The register value that `nbytes` zero bytes take to `crc` (the
+    reflected CRC step is invertible: the top bit tells whether POLY went in)."""
+    for _ in range(8 * nbytes):
+        crc = ((crc ^ POLY) << 1 | 1) & 0xFFFFFFFF if crc >> 31 & 1 else crc << 1 & 0xFFFFFFFF
+    return crc
+
+
 class Crc32Key(wiring.Component):
     """`start` with `key` (38 bytes, byte i at bits 8i..) -> `done` pulse with
-    `crc` = zlib.crc32(key) after ceil(38 / step) cycles."""
+    `crc` = zlib.crc32(key) after ceil(38 / step) cycles (a `start` while busy
+    starts over with the new key).
+
+    Timing: every cycle takes the low `step` bytes of a shift register, so
+    the XOR network has no chunk multiplexer in front; a key that is not a
+    whole number of steps is led by zero bytes, with the initial register
+    chosen so that those bytes bring it to 0xFFFFFFFF."""
 
     def __init__(self, step: int = 8):
         self.step = step
@@ -68,22 +82,20 @@ class Crc32Key(wiring.Component):
         m = Module()
         step = self.step
         nsteps = -(-KEY_BYTES // step)
-        tail = KEY_BYTES - step * (nsteps - 1)
-        key = Signal(8 * KEY_BYTES)
+        lead = step * nsteps - KEY_BYTES
+        key = Signal(8 * step * nsteps)
         reg = Signal(32)
         n = Signal(range(nsteps + 1))
         m.d.comb += self.crc.eq(~reg)
         m.d.sync += self.done.eq(0)
-        chunk = Signal(8 * step)
-        m.d.comb += chunk.eq(key.word_select(n, 8 * step) if KEY_BYTES % step == 0 else
-                             Cat(key, Const(0, 8 * (step * nsteps - KEY_BYTES))).word_select(n, 8 * step))
-        with m.If(self.start & ~self.busy):
-            m.d.sync += [key.eq(self.key), reg.eq(0xFFFFFFFF), n.eq(0), self.busy.eq(1)]
+        with m.If(self.start):      # (re)starts; not gated by busy (timing: start fans out wide)
+            m.d.sync += [key.eq(Cat(Const(0, 8 * lead), self.key)), reg.eq(unadvance(0xFFFFFFFF, lead)),
+                         n.eq(0), self.busy.eq(1)]
         with m.Elif(self.busy):
+            m.d.sync += [reg.eq(crc_step(reg, key[:8 * step], step)), key.eq(key[8 * step:]),
+                         n.eq(n + 1)]
             with m.If(n == nsteps - 1):
-                m.d.sync += [reg.eq(crc_step(reg, chunk, tail)), self.busy.eq(0), self.done.eq(1)]
-            with m.Else():
-                m.d.sync += [reg.eq(crc_step(reg, chunk, step)), n.eq(n + 1)]
+                m.d.sync += [self.busy.eq(0), self.done.eq(1)]
         return m
 
 

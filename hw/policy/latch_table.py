@@ -19,8 +19,14 @@ Operations (`cmd` -> `resp`, one at a time):
 * WRITE(slot, entry): rewrite a slot (state changes, timers, FIN flags; a
   FREE state frees it).
 * READ(slot, now): the slot's entry; `hit` = live (for the re-check sweep).
-Cost: 1 + ceil(38 / crc_step) + ways + 4 cycles for LOOKUP/INSERT (the entry is
-registered out of the RAM before the key compare), 3 for WRITE; READ one more.
+Cost: 1 + ceil(38 / crc_step) + ways + 6 cycles for LOOKUP/INSERT, 3 for WRITE,
+6 for READ (16, 3 and 6 with 4 ways); the split geometry one more for LOOKUP,
+INSERT and READ. Timing (docs/policy-core.md, "Timing work"): the entry is
+registered out of the RAM (the split one expanded a cycle later), then the
+key compare (in 32-bit chunks), the FREE state and the expiry are registered
+next to a copy of it, and live/match combine those a cycle later; the hit
+entry goes straight to the response register; the write address and enable
+are registered (the write lands in RESP).
 
 Split geometry (`capacity_v6` > 0, docs/model.md "Latch table"): the slots
 form two tables with the same ways. IPv4 flows live in slots
@@ -137,7 +143,10 @@ class LatchTable(wiring.Component):
         # ECP5 EBRs than one wide RAM per way)
         ports = []
         for i, (_base, slots, layout) in enumerate(self.tables):
-            mem = Memory(shape=layout, depth=slots, init=[])
+            # no_rw_check: the table never uses the data read in a cycle that
+            # writes (DECIDE, WRITE), so yosys need not emulate read-first
+            # collisions with a bypass mux behind the EBR (timing)
+            mem = Memory(shape=layout, depth=slots, init=[], attrs={"no_rw_check": 1})
             m.submodules[f"mem{i}" if split else "mem"] = mem
             ports.append((mem.write_port(), mem.read_port()))
 
@@ -175,25 +184,37 @@ class LatchTable(wiring.Component):
                          v4.ports_valid.eq(e.flow.ports_valid)]
             return v4
 
-        # write: the address and data go to the table `wtbl` names
+        # write: the address and data go to the table `wtbl` names. Timing:
+        # address and enable are registered (the write lands in RESP, a cycle
+        # after WRITE/DECIDE decide it; nothing reads before IDLE), and the
+        # data comes straight from `cmd`: an INSERT writes the entry with its
+        # flow, a WRITE the entry as given
         w_addr = Signal(16)
         w_data = Signal(entry_layout)
         w_en = Signal()
         wtbl = Signal.like(tbl)
+        m.d.sync += w_en.eq(0)
+        m.d.comb += [w_data.eq(cmd.entry),
+                     w_data.flow.eq(Mux(cmd.op == Op.INSERT, cmd.flow, cmd.entry.flow))]
         r_addr = Signal(16)
         for i, (wp, rp) in enumerate(ports):
             wdata = compact(w_data) if split and i == 0 else w_data
             m.d.comb += [wp.addr.eq(w_addr), wp.data.eq(wdata), wp.en.eq(w_en & (wtbl == i)),
                          rp.addr.eq(r_addr)]
-        e_ram = ports[0][1].data if not split else Signal(entry_layout)
-        if split:
-            # the set of the entry on the read port: the scanned set, or the
-            # set of the slot a READ names (set_idx holds either)
-            m.d.comb += e_ram.eq(Mux(tbl, ports[1][1].data, expand(ports[0][1].data, set_idx).as_value()))
         # the entry is registered as it leaves the RAM (timing: an ECP5 EBR's
-        # clock-to-output leaves no room for the key compare in the same cycle)
-        e = Signal(entry_layout)
-        m.d.sync += e.eq(e_ram)
+        # clock-to-output leaves no room for logic in the same cycle); in the
+        # split geometry the raw words are registered and expanded a cycle later
+        e = Signal(entry_layout, reset_less=True)
+        if not split:
+            m.d.sync += e.eq(ports[0][1].data)
+        else:
+            raw = [Signal(layout, reset_less=True) for _b, _s, layout in self.tables]
+            m.d.sync += [r.eq(rp.data) for r, (_wp, rp) in zip(raw, ports)]
+            # the set of the entry: the scanned set, or the set of the slot a
+            # READ names (set_idx holds either)
+            m.d.sync += e.eq(Mux(tbl, raw[1], expand(raw[0], set_idx).as_value()))
+        # cycles from a read address to its entry in `e2` (the compare stage)
+        lat = 4 if split else 3
 
         def by_slot(slot_v):
             """(table, local address) of a slot number."""
@@ -202,26 +223,42 @@ class LatchTable(wiring.Component):
             base = self.tables[1][0]
             return slot_v >= base, Mux(slot_v >= base, slot_v - base, slot_v)
 
-        ridx = Signal(range(W + 2))       # way addressed this cycle
-        didx = Signal(range(W + 2))       # way whose data is on the read port
-        eidx = Signal(range(W + 2))       # way whose data is in `e`
+        ridx = Signal(range(W + lat))     # way addressed this cycle
+        # the way of the entry in each pipeline register, e2idx: the one in e2
+        idx_pipe = [ridx]
+        for _ in range(lat):
+            d = Signal.like(ridx)
+            m.d.sync += d.eq(idx_pipe[-1])
+            idx_pipe.append(d)
+        e2idx = idx_pipe[-1]
+        # compare stage (timing): the key equality in 32-bit chunks, the FREE
+        # state and the expiry (`now` - deadline, a 32-bit carry chain) are
+        # registered next to the entry (e2); live/match combine them a cycle later
+        e2 = Signal(entry_layout, reset_less=True)
+        key_e, key_c = e.flow.as_value(), cmd.flow.as_value()
+        chunks = [(i, min(i + 32, len(key_e))) for i in range(0, len(key_e), 32)]
+        eq_r = Signal(len(chunks))
+        used_r = Signal()
+        expired_r = Signal()
         age = Signal(32)
+        m.d.comb += age.eq(cmd.now - e.deadline)
+        m.d.sync += [e2.eq(e), used_r.eq(e.state != LatchState.FREE),
+                     expired_r.eq(e.timed & ~age[31]),
+                     eq_r.eq(Cat(*[key_e[a:b] == key_c[a:b] for a, b in chunks]))]
         live = Signal()
         match = Signal()
         # the stored key is the whole key; in the IPv4 table the expanded entry
         # has v6 0 and high address bits 0, so a flow with any of them set
         # cannot match (and may not be inserted there: key_ok)
         key_ok = Signal()
-        m.d.comb += [age.eq(cmd.now - e.deadline),
-                     live.eq((e.state != LatchState.FREE) & ~(e.timed & ~age[31])),
-                     match.eq(live & (e.flow.as_value() == cmd.flow.as_value()))]
+        m.d.comb += [live.eq(used_r & ~expired_r),
+                     match.eq(live & eq_r.all())]
         if split:
             m.d.comb += key_ok.eq(cmd.flow.v6 | ((cmd.flow.local[32:] == 0) & (cmd.flow.remote[32:] == 0)))
         else:
             m.d.comb += key_ok.eq(1)
         hit = Signal()
         hit_way = Signal(range(W))
-        hit_entry = Signal(entry_layout)
         free = Signal()
         free_way = Signal(range(W))
 
@@ -245,7 +282,7 @@ class LatchTable(wiring.Component):
                         m.next = "CRC"
             with m.State("WRITE"):
                 t, a = by_slot(cmd.slot)
-                m.d.comb += [wtbl.eq(t), w_addr.eq(a), w_data.eq(cmd.entry), w_en.eq(1)]
+                m.d.sync += [wtbl.eq(t), w_addr.eq(a), w_en.eq(1)]
                 m.d.sync += [resp.eq(0), resp.slot.eq(cmd.slot)]
                 m.next = "RESP"
             with m.State("READ"):
@@ -253,12 +290,15 @@ class LatchTable(wiring.Component):
                 m.d.comb += r_addr.eq(a)
                 if split:
                     m.d.sync += [tbl.eq(t), set_idx.eq(a[wb:])]
-                m.next = "READ_REG"
-            with m.State("READ_REG"):
-                m.next = "READ_DATA"      # the entry reaches `e`
+                m.d.sync += ridx.eq(1)
+                m.next = "READ_WAIT"
+            with m.State("READ_WAIT"):
+                m.d.sync += ridx.eq(ridx + 1)
+                with m.If(ridx == lat - 1):
+                    m.next = "READ_DATA"      # the entry reaches `e2`
             with m.State("READ_DATA"):
                 m.d.sync += [resp.eq(0), resp.slot.eq(cmd.slot), resp.hit.eq(live),
-                             resp.entry.eq(e)]
+                             resp.entry.eq(e2)]
                 m.next = "RESP"
             with m.State("CRC"):
                 with m.If(crc.done):
@@ -267,28 +307,27 @@ class LatchTable(wiring.Component):
             with m.State("SCAN"):
                 m.d.comb += r_addr.eq(Mux(tbl, local_of(ridx[:wb] if wb else Const(0, 0), len(self.tables) - 1),
                                           local_of(ridx[:wb] if wb else Const(0, 0), 0)))
-                m.d.sync += [ridx.eq(ridx + 1), didx.eq(ridx), eidx.eq(didx)]
-                with m.If(ridx >= 2):
-                    # data of way eidx: first match, lowest free way
+                m.d.sync += ridx.eq(ridx + 1)
+                with m.If(ridx >= lat):
+                    # compare stage of way e2idx: first match, lowest free way
                     with m.If(match & ~hit):
-                        m.d.sync += [hit.eq(1), hit_way.eq(eidx), hit_entry.eq(e)]
+                        # the hit entry goes straight to the response
+                        m.d.sync += [hit.eq(1), hit_way.eq(e2idx), resp.entry.eq(e2)]
                     with m.If(~live & ~free & key_ok):
-                        m.d.sync += [free.eq(1), free_way.eq(eidx)]
-                with m.If(ridx == W + 1):
+                        m.d.sync += [free.eq(1), free_way.eq(e2idx)]
+                with m.If(ridx == W + lat - 1):
                     m.next = "DECIDE"
             with m.State("DECIDE"):
                 m.d.sync += [resp.hit.eq(hit), resp.full.eq(~hit & ~free)]
                 with m.If(hit):
-                    m.d.sync += [resp.slot.eq(slot_of(hit_way)), resp.entry.eq(hit_entry)]
+                    m.d.sync += resp.slot.eq(slot_of(hit_way))
                 with m.Else():
                     m.d.sync += [resp.slot.eq(slot_of(free_way)), resp.entry.eq(0)]
                     with m.If((cmd.op == Op.INSERT) & free):
-                        new = Signal(entry_layout)
-                        m.d.comb += [new.eq(cmd.entry), new.flow.eq(cmd.flow)]
-                        m.d.sync += resp.entry.eq(new)
-                        m.d.comb += [wtbl.eq(tbl), w_addr.eq(Mux(tbl, local_of(free_way, len(self.tables) - 1),
+                        m.d.sync += resp.entry.eq(w_data)
+                        m.d.sync += [wtbl.eq(tbl), w_addr.eq(Mux(tbl, local_of(free_way, len(self.tables) - 1),
                                                                   local_of(free_way, 0))),
-                                     w_data.eq(new), w_en.eq(1)]
+                                     w_en.eq(1)]
                 m.next = "RESP"
             with m.State("RESP"):
                 m.d.comb += self.resp.valid.eq(1)
