@@ -115,6 +115,7 @@ class HeaderParser(wiring.Component):
         total = Signal(16)
         fragw = Signal(16)
         cs = Signal(16)
+        cs_c = Signal()          # the carry out of cs, not yet added back in
         plen = Signal(16)
         nh = Signal(8)
         nnh = Signal(8)
@@ -123,6 +124,7 @@ class HeaderParser(wiring.Component):
         end = Signal(P)
         off = Signal(P)
         next_off = Signal(P)
+        ext_over = Signal()          # the extension header runs past the packet's end
         is_frag = Signal()
         first = Signal(init=1)
         routing = Signal()
@@ -135,16 +137,31 @@ class HeaderParser(wiring.Component):
         seq = Signal(32)
         ah_nh = Signal(8)
         ah_len = Signal(8)
-        frame_regs = [etype6, nonip, mal, trunc, unsup, l3, v6, ihl, total, fragw, cs, plen, nh,
+        frame_regs = [etype6, nonip, mal, trunc, unsup, l3, v6, ihl, total, fragw, cs, cs_c, plen, nh,
                       nnh, src, dst, end, off, next_off, is_frag, first, routing, ports_valid,
                       sport, dport, flags, spi_valid, spi, seq, ah_nh, ah_len, eof, pos, flen]
 
-        rel_l3 = Signal(P)
-        rel_off = Signal(P)
-        m.d.comb += [rel_l3.eq(pos - l3), rel_off.eq(pos - off)]
-        cs_sum = Signal(17)
-        cs_next = Signal(16)
-        m.d.comb += [cs_sum.eq(cs + word), cs_next.eq(cs_sum[:16] + cs_sum[16])]
+        # pos - l3 and pos - off, as counters (timing: no subtract before the
+        # field selects): cleared where l3 / off are set, +2 per word. They
+        # are read only in the header states, where they stay below 64, and
+        # in EXTSKIP (below 2048)
+        rel_l3 = Signal(8)
+        rel_off = Signal(12)
+        ext_last = Signal(11)        # rel_off of an extension header's last word
+        # timing: end - off, the bytes left after `off`, kept in a register
+        # set with them (room >= 0 wherever it is used: a frame whose end is
+        # before off has gone to SKIP), so that the length checks compare a
+        # register with a constant or with a field of the word, no adder between
+        room = Signal(P)
+        # header checksum, timing: one 16-bit add per word, its carry added
+        # back in with the next word (the carry-in trick: one carry chain), the
+        # last one in the check. cs + 2^16 cs_c is congruent to the one's
+        # complement sum mod 0xFFFF and is (0, 0) only if every word is 0, so
+        # the folded sum is 0xFFFF exactly when cs + cs_c == 0xFFFF
+        cs_sum = Signal(18)
+        m.d.comb += cs_sum.eq(Cat(cs_c, cs) + Cat(cs_c, word))
+        cs_ok = Signal()
+        m.d.comb += cs_ok.eq(Mux(cs_c, cs == 0xFFFE, cs == 0xFFFF))
 
         # ---- beat movement
         in_out_state = Signal()
@@ -162,7 +179,7 @@ class HeaderParser(wiring.Component):
         with m.Elif(consume):
             m.d.sync += wi.eq(wi + 1)
         with m.If(consume):
-            m.d.sync += pos.eq(pos + 2)
+            m.d.sync += [pos.eq(pos + 2), rel_l3.eq(rel_l3 + 2), rel_off.eq(rel_off + 2)]
 
         def bad(flag):
             m.d.sync += flag.eq(1)
@@ -182,7 +199,7 @@ class HeaderParser(wiring.Component):
                         with m.If((word == 0x8100) | (word == 0x88A8)):
                             m.next = "VLAN"
                         with m.Else():
-                            m.d.sync += l3.eq(pos + 2)
+                            m.d.sync += [l3.eq(pos + 2), rel_l3.eq(0)]
                             with m.If(word == 0x0800):
                                 m.next = "IP0"
                             with m.Elif(word == 0x86DD):
@@ -201,7 +218,7 @@ class HeaderParser(wiring.Component):
             with m.State("IP0"):
                 def ip0():
                     with m.If(b0[4:8] == 4):
-                        m.d.sync += [ihl.eq(b0[0:4] * 4), cs.eq(word)]
+                        m.d.sync += [ihl.eq(b0[0:4] * 4), cs.eq(word), cs_c.eq(0)]
                         with m.If(b0[0:4] < 5):
                             bad(mal)
                         with m.Else():
@@ -215,7 +232,7 @@ class HeaderParser(wiring.Component):
 
             with m.State("V4"):
                 def v4():
-                    m.d.sync += cs.eq(cs_next)
+                    m.d.sync += [cs.eq(cs_sum[1:17]), cs_c.eq(cs_sum[17])]
                     with m.Switch(rel_l3):
                         with m.Case(2):
                             m.d.sync += total.eq(word)
@@ -232,10 +249,10 @@ class HeaderParser(wiring.Component):
                 word_state(v4)
 
             with m.State("V4CHK"):
-                m.d.sync += [end.eq(l3 + total), off.eq(pos),
+                m.d.sync += [end.eq(l3 + total), off.eq(pos), rel_off.eq(0), room.eq(l3 + total - pos),
                              is_frag.eq((fragw[0:13] != 0) | fragw[13]),
                              first.eq(fragw[0:13] == 0)]
-                with m.If((total < ihl) | (cs != 0xFFFF) | fragw[15]):
+                with m.If((total < ihl) | ~cs_ok | fragw[15]):
                     bad(mal)
                 with m.Else():
                     m.next = "L4D"
@@ -256,7 +273,7 @@ class HeaderParser(wiring.Component):
                 word_state(v6w)
 
             with m.State("V6CHK"):
-                m.d.sync += [end.eq(l3 + 40 + plen), off.eq(pos)]
+                m.d.sync += [end.eq(l3 + 40 + plen), off.eq(pos), rel_off.eq(0), room.eq(plen)]
                 with m.If(plen == 0):
                     bad(unsup)
                 with m.Else():
@@ -264,7 +281,7 @@ class HeaderParser(wiring.Component):
 
             with m.State("EXTD"):
                 with m.If((nh == 0) | (nh == 43) | (nh == 60) | (nh == 44)):
-                    with m.If(off + 8 > end):
+                    with m.If(room < 8):
                         bad(mal)
                     with m.Else():
                         m.next = "EXT0"
@@ -275,17 +292,17 @@ class HeaderParser(wiring.Component):
                 def ext0():
                     m.d.sync += nnh.eq(b0)
                     with m.If(nh == 44):
-                        m.d.sync += next_off.eq(off + 8)
+                        m.d.sync += [next_off.eq(off + 8), ext_last.eq(6),
+                                     ext_over.eq(0)]   # EXTD checked 8
                         m.next = "EXT1"
                     with m.Else():
                         hlen = (b1 + 1) * 8
-                        m.d.sync += next_off.eq(off + hlen)
+                        # compared with room (end - off), registered: EXTSKIP acts on it
+                        m.d.sync += [next_off.eq(off + hlen), ext_last.eq(b1 * 8 + 6),
+                                     ext_over.eq(hlen > room)]
                         with m.If(nh == 43):
                             m.d.sync += routing.eq(1)
-                        with m.If(off + hlen > end):
-                            bad(mal)
-                        with m.Else():
-                            m.next = "EXTSKIP"
+                        m.next = "EXTSKIP"
                 word_state(ext0)
 
             with m.State("EXT1"):
@@ -295,20 +312,26 @@ class HeaderParser(wiring.Component):
                 word_state(ext1)
 
             with m.State("EXTSKIP"):
+                # timing: the length check of EXT0 acts here, a cycle later,
+                # so that the word select and compare do not drive the FSM
+                with m.If(ext_over):
+                    bad(mal)
                 def extskip():
-                    with m.If(pos + 2 == next_off):
-                        m.d.sync += [nh.eq(nnh), off.eq(next_off)]
+                    with m.If(rel_off == ext_last):     # pos + 2 == next_off
+                        m.d.sync += [nh.eq(nnh), off.eq(next_off), rel_off.eq(0),
+                                     room.eq(end - next_off)]
                         with m.If(is_frag):
                             m.next = "L4D"     # what follows a fragment header is opaque
                         with m.Else():
                             m.next = "EXTD"
-                word_state(extskip)
+                with m.Else():
+                    word_state(extskip)
 
             with m.State("L4D"):
                 with m.If(~first):
                     m.next = "SKIP"
                 with m.Elif(nh == 6):
-                    with m.If(off + 20 > end):
+                    with m.If(room < 20):
                         with m.If(is_frag):
                             m.next = "SKIP"   # a tiny first fragment: ports stay OPAQUE
                         with m.Else():
@@ -316,16 +339,16 @@ class HeaderParser(wiring.Component):
                     with m.Else():
                         m.next = "TCP"
                 with m.Elif(nh == 17):
-                    with m.If(off + 8 > end):
+                    with m.If(room < 8):
                         with m.If(is_frag):
                             m.next = "SKIP"
                         with m.Else():
                             bad(mal)
                     with m.Else():
                         m.next = "UDP"
-                with m.Elif((nh == 50) & ~is_frag & (off + 8 <= end)):
+                with m.Elif((nh == 50) & ~is_frag & (room >= 8)):
                     m.next = "ESP"
-                with m.Elif((nh == 51) & ~is_frag & (off + 12 <= end)):
+                with m.Elif((nh == 51) & ~is_frag & (room >= 12)):
                     m.next = "AH"
                 with m.Else():
                     m.next = "SKIP"
@@ -340,7 +363,7 @@ class HeaderParser(wiring.Component):
                         with m.Case(12):
                             doff = word[12:16] * 4
                             m.d.sync += [flags.eq(word[0:6]), ports_valid.eq(1)]
-                            with m.If((doff < 20) | ((off + doff > end) & ~is_frag)):
+                            with m.If((doff < 20) | ((doff > room) & ~is_frag)):
                                 bad(mal)
                             with m.Else():
                                 m.next = "SKIP"
@@ -355,7 +378,7 @@ class HeaderParser(wiring.Component):
                             m.d.sync += dport.eq(word)
                         with m.Case(4):
                             m.d.sync += ports_valid.eq(1)
-                            with m.If(~is_frag & (word != (end - off)[:P])):
+                            with m.If(~is_frag & (word != room)):
                                 bad(mal)
                             with m.Else():
                                 m.next = "SKIP"
