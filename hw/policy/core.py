@@ -346,7 +346,10 @@ class PolicyCore(wiring.Component):
                     m.d.sync += [clr_idx.eq(0), clr_req.eq(1)]
                     m.next = "CLEAR_CTR"
                 with m.Elif(commit_pending):
-                    m.next = "COMMIT"
+                    # a SAD / PAD entry takes 4 write cycles (folded.py): wait
+                    # for the last one's rows, never two writes at once
+                    with m.If(~sad.w_busy & ~pad.w_busy):
+                        m.next = "COMMIT"
                 with m.Elif(ctr_pending):
                     m.next = "CTR_HOST"
                 with m.Elif(parser.o.valid & metaq.r_rdy):

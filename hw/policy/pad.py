@@ -48,7 +48,8 @@ class PadClaims(wiring.Component):
         self.abits = max((capacity - 1).bit_length(), 1)
         super().__init__({"req": In(stream.Signature(req_layout)),
                           "resp": Out(stream.Signature(resp_layout)),
-                          "w_en": In(1), "w_index": In(16), "w_data": In(claim_layout)})
+                          "w_en": In(1), "w_index": In(16), "w_data": In(claim_layout),
+                          "w_busy": Out(1)})
 
     def elaborate(self, platform):
         m = Module()
@@ -56,6 +57,7 @@ class PadClaims(wiring.Component):
         t = FoldedTable(m, claim_layout, self.capacity, self.rows, self.w_en, self.w_index[:ab],
                         self.w_data)
         rp, rb = t.rp, t.rb
+        m.d.comb += self.w_busy.eq(t.w_busy)
 
         req = Signal(req_layout)
         ridx = Signal(ab + rb + 1)     # row addressed this cycle

@@ -50,7 +50,8 @@ class SadLookup(wiring.Component):
         self.abits = max((sas - 1).bit_length(), 1)
         super().__init__({"req": In(stream.Signature(req_layout)),
                           "resp": Out(stream.Signature(resp_layout)),
-                          "w_en": In(1), "w_index": In(16), "w_data": In(entry_layout)})
+                          "w_en": In(1), "w_index": In(16), "w_data": In(entry_layout),
+                          "w_busy": Out(1)})
 
     def elaborate(self, platform):
         m = Module()
@@ -58,6 +59,7 @@ class SadLookup(wiring.Component):
         rb = (self.rows - 1).bit_length()
         t = FoldedTable(m, entry_layout, self.sas, self.rows, self.w_en, self.w_index[:ab], self.w_data)
         rp, w_busy = t.rp, t.w_busy
+        m.d.comb += self.w_busy.eq(w_busy)
         # highest slot ever written valid: the slots after it are empty, the scan stops there
         top = Signal(ab)
         with m.If(self.w_en & self.w_data.valid & (self.w_index[:ab] > top)):
