@@ -32,15 +32,19 @@ from pathlib import Path
 
 TARGETS = {
     # name: (nextpnr flags, clock constraint MHz, spd rules, latch slots, ways,
-    #        of which IPv6 slots (0: one table), per-latch counters)
+    #        of which IPv6 slots (0: one table), per-latch counters,
+    #        RAM rows per SAD entry and per PAD claim)
     # Both without per-latch counters (192 bits a slot: 11 EBRs for 1024 latches,
     # 187 for 17408; CAPS_COUNTERS.latch = 0): docs/policy-core.md, "Block RAM budget"
-    "25f": (["--25k", "--package", "CABGA256", "--speed", "6"], 125, 64, 1024, 4, 0, False),
+    # The 25F folds the SAD and PAD claims into 4 narrow rows each (6 + 6 EBRs
+    # saved, 4 cycles per SA / claim scanned); the 85F has the EBRs for 1 row
+    # each, so its scans stay 1 cycle per entry
+    "25f": (["--25k", "--package", "CABGA256", "--speed", "6"], 125, 64, 1024, 4, 0, False, 4),
     # full 357-bit entries for 16384 latches would be 5.8 Mbit > the 85F's 3.7 Mbit
     # of EBR: split, 16384 IPv4 latches in compact 152-bit entries (key quotient)
     # + 1024 IPv6: 156 EBRs
     "85f": (["--um5g-85k", "--package", "CABGA381", "--speed", "8"], 125, 64, 16384 + 1024, 4, 1024,
-            False),
+            False, 1),
 }
 
 
@@ -57,11 +61,12 @@ def synthesize(target: str, timeout: int = 900, fresh: bool = False) -> dict:
     from latchnic.toolchain import build_dir
     from .ecp5 import synthesize as synth
 
-    flags, freq, rules, cap, ways, cap6, lctr = TARGETS[target]
+    flags, freq, rules, cap, ways, cap6, lctr, rows = TARGETS[target]
     core = PolicyCore(Params(sas=64, spd_rules=rules, templates=16, latch_capacity=cap, latch_ways=ways,
-                             latch_capacity_v6=cap6, latch_counters=lctr))
+                             latch_capacity_v6=cap6, latch_counters=lctr, sad_rows=rows,
+                             pad_rows=rows))
     return {"target": target, "spd_rules": rules, "latch_capacity": cap, "ways": ways,
-            "latch_capacity_v6": cap6, "latch_counters": lctr} | synth(
+            "latch_capacity_v6": cap6, "latch_counters": lctr, "sad_pad_rows": rows} | synth(
         core, build_dir(f"synth_policy_{target}"), flags, freq, timeout, fresh)
 
 
@@ -387,9 +392,10 @@ def main(argv=None) -> int:
         print("   (1 GbE line rate with 64 B frames: 1.488 Mframes/s)")
     if not a.no_synth:
         for target in a.target or list(TARGETS):
-            flags, freq, rules, cap, ways, cap6, lctr = TARGETS[target]
+            flags, freq, rules, cap, ways, cap6, lctr, rows = TARGETS[target]
             print(f"== synthesis {target}: {' '.join(flags)}, {rules} SPD rules/direction, "
                   f"{capacity_text(cap, ways, cap6)}, per-latch counters {'yes' if lctr else 'no'}, "
+                  f"SAD/PAD RAM rows {rows}, "
                   f"clock constraint {freq} MHz")
             t = time.monotonic()
             syn = synthesize(target, a.timeout)
