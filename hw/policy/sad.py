@@ -4,20 +4,29 @@ then SPI alone; ESP and AH SPIs are separate spaces. Same result as
 sim/sad.Sad.lookup_in.
 
 The inbound selectors of every SA sit in one block RAM, indexed by SAD slot;
-a lookup scans the slots in order, one per cycle, keeping the best rank (an
-earlier slot wins a tie, as the model's insertion order does) and stopping
-early on a rank-2 (SPI, dst, src) match or after the highest slot ever
-written valid. Cost: up to (that slot + 1) x rows + 5 cycles (the match is
-pipelined: two cycles more per lookup).
+a lookup visits the slots in order, keeping the best rank (an earlier slot
+wins a tie, as the model's insertion order does) and stopping early on a
+rank-2 (SPI, dst, src) match or after the highest slot ever written valid.
 
 `rows` > 1 stores an entry as that many narrower RAM rows, read on
 consecutive cycles: 64 entries of 293 bits fill 9 ECP5 EBRs (512 x 36 each,
 64 of 512 rows used) in one row, 3 in four (256 x 74 bits). A write takes
-`rows` cycles (from the cycle of `w_en`); no lookup starts meanwhile.
+`rows` cycles (from the cycle of `w_en`); no lookup starts meanwhile, and
+the owner writes nothing while a lookup runs (core.py: one FSM does both).
+
+rows = 1: every slot's entry is read, one per cycle: up to (that slot + 1)
++ 3 cycles from the request's cycle to the response's.
+rows > 1: (valid, ah, spi) of every slot is also kept in a narrow column
+(64 x 34 bits: 1 EBR) scanned one slot per cycle; only the slots whose
+column word matches the request (the SPI candidates) have their `rows`
+rows read, while the column scan runs on. Up to (that slot + 1) + rows x
+(candidates) + 7 cycles; with 64 SAs in use and rows = 4: 67 for a miss,
+74 for a single candidate in slot 63.
 """
 
-from amaranth.hdl import Cat, Const, Module, Signal
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .folded import FoldedTable
@@ -66,8 +75,8 @@ class SadLookup(wiring.Component):
             m.d.sync += top.eq(self.w_index[:ab])
 
         req = Signal(req_layout)
-        ridx = Signal(ab + rb + 1)             # row addressed this cycle
-        didx = Signal(ab + rb + 1)             # row on rp.data
+        d_v = Signal()                         # rp.data holds a row the scan asked for
+        didx = Signal(ab + rb + 1)             # its row address
         # three stages: the entry is registered as it leaves the RAM (an ECP5
         # EBR's clock-to-output leaves no room for logic), gives its compares
         # (SPI, 128-bit dst and src equality) to registers, and the cycle
@@ -76,7 +85,7 @@ class SadLookup(wiring.Component):
         q_pend = Signal()
         q_idx = Signal(ab + 1)
         whole, entry = t.assemble(m, didx)
-        m.d.sync += [e.eq(entry), q_idx.eq(didx[rb:]), q_pend.eq(whole)]
+        m.d.sync += [e.eq(entry), q_idx.eq(didx[rb:]), q_pend.eq(d_v & whole)]
         same = Signal()
         dst_ok = Signal()
         src_ok = Signal()
@@ -100,24 +109,114 @@ class SadLookup(wiring.Component):
                 m.d.comb += [match.eq(1), rank.eq(2)]
         resp = Signal(resp_layout)
         m.d.comb += self.resp.payload.eq(resp)
+        better = Signal()
+        m.d.comb += better.eq(p_pend & match & (~resp.hit | (rank > resp.rank)))
+
+        # start: a request is taken (in IDLE, whose read address is slot 0);
+        # then SCAN until `done`
+        idle = Signal()
+        start = Signal()
+        done = Signal()
+        if self.rows == 1:
+            self._scan_rows(m, rp, top, idle, start, d_v, didx, p_pend, p_idx, done)
+        else:
+            self._scan_column(m, rp, top, req, idle, start, d_v, didx, q_pend, done)
 
         with m.FSM():
             with m.State("IDLE"):
-                m.d.comb += [self.req.ready.eq(~w_busy), rp.addr.eq(0)]
+                m.d.comb += [idle.eq(1), self.req.ready.eq(~w_busy)]
                 m.d.sync += [q_pend.eq(0), p_pend.eq(0)]
                 with m.If(self.req.valid & ~w_busy):
-                    m.d.sync += [req.eq(self.req.payload), ridx.eq(1), didx.eq(0), resp.eq(0)]
+                    m.d.comb += start.eq(1)
+                    m.d.sync += [req.eq(self.req.payload), resp.eq(0)]
                     m.next = "SCAN"
             with m.State("SCAN"):
-                m.d.comb += rp.addr.eq(ridx[:ab + rb])
-                m.d.sync += [ridx.eq(ridx + 1), didx.eq(ridx)]
-                better = p_pend & match & (~resp.hit | (rank > resp.rank))
                 with m.If(better):
                     m.d.sync += [resp.hit.eq(1), resp.rank.eq(rank), resp.index.eq(p_idx)]
-                with m.If((better & (rank == 2)) | (p_pend & (p_idx == top))):
+                # the first rank-2 match in slot order is the answer
+                with m.If((better & (rank == 2)) | done):
                     m.next = "RESP"
             with m.State("RESP"):
                 m.d.comb += self.resp.valid.eq(1)
                 with m.If(self.resp.ready):
                     m.next = "IDLE"
         return m
+
+    def _scan_rows(self, m, rp, top, idle, start, d_v, didx, p_pend, p_idx, done):
+        """One row per entry: read every slot's entry, one per cycle, up to `top`."""
+        ridx = Signal.like(didx)               # slot addressed this cycle
+        m.d.comb += [rp.addr.eq(Mux(idle, 0, ridx)), done.eq(p_pend & (p_idx == top))]
+        m.d.sync += [ridx.eq(ridx + 1), didx.eq(Mux(idle, 0, ridx)), d_v.eq(1)]
+        with m.If(start):
+            m.d.sync += ridx.eq(1)
+
+    def _scan_column(self, m, rp, top, req, idle, start, d_v, didx, q_pend, done):
+        """`rows` rows per entry: the (valid, ah, spi) column is scanned one
+        slot per cycle; only the slots it matches (candidates) have their
+        rows read, in slot order (the tie rule), while the column scan runs
+        ahead through a small queue."""
+        ab, rows, rb = self.abits, self.rows, (self.rows - 1).bit_length()
+        # written with row 0 of the entry (the cycle of w_en); no lookup
+        # starts before the last row is written (w_busy), so a lookup sees
+        # the column and the rows of an entry from the same write. An EBR,
+        # not LUT RAM (the 25F's logic is full); no_rw_check: no lookup runs
+        # during a write, so yosys needs no read-first bypass behind the EBR
+        m.submodules.col = col = Memory(shape=2 + 32, depth=self.sas, init=[],
+                                        attrs={"ram_style": "block", "no_rw_check": 1})
+        cwp, crp = col.write_port(), col.read_port()
+        m.d.comb += [cwp.en.eq(self.w_en), cwp.addr.eq(self.w_index[:ab]),
+                     cwp.data.eq(Cat(self.w_data.valid, self.w_data.ah, self.w_data.spi))]
+
+        # column pipeline: C1 crp.data holds slot c1_idx; C2 registered word
+        # (EBR output straight into a register); C3 c3_v: slot c3_idx is a candidate
+        cs = Signal(ab)                        # next slot to read from the column
+        c_more = Signal()                      # slots cs .. top still to read
+        c1_v, c1_idx = Signal(), Signal(ab)
+        c2_v, c2_idx, cword = Signal(), Signal(ab), Signal(2 + 32)
+        c3_v, c3_idx = Signal(), Signal(ab)
+        # candidates the row reader has not taken yet
+        depth = 4
+        queue = Array(Signal(ab, name=f"cand{i}") for i in range(depth))
+        q_rd, q_wr = Signal(range(depth)), Signal(range(depth))     # wrap: depth is a power of 2
+        level = Signal(range(depth + 1))
+        # row reader: reads rows 0 .. rows-1 of slot r_idx on consecutive cycles
+        r_busy, r_row, r_idx = Signal(), Signal(rb), Signal(ab)
+
+        # a slot read now may become a queue entry 3 cycles later: read only
+        # while every slot in flight still has a place (the queue never overflows)
+        issue = Signal()
+        m.d.comb += issue.eq(c_more & (level + c1_v + c2_v + c3_v < depth))
+        m.d.comb += crp.addr.eq(Mux(idle, 0, cs))
+        m.d.sync += [c1_v.eq(issue), c1_idx.eq(cs)]
+        with m.If(issue):
+            m.d.sync += [cs.eq(cs + 1), c_more.eq(cs != top)]
+        m.d.sync += [c2_v.eq(c1_v), c2_idx.eq(c1_idx), cword.eq(crp.data),
+                     c3_v.eq(c2_v & (cword == Cat(Const(1, 1), req.ah, req.spi))), c3_idx.eq(c2_idx)]
+
+        # the reader takes the oldest candidate: the queue's head, or C3's
+        # directly when the queue is empty (slot order kept)
+        take = ~r_busy | (r_row == rows - 1)
+        from_q = take & (level != 0)
+        from_c3 = take & (level == 0) & c3_v
+        push = c3_v & ~from_c3
+        with m.If(push):
+            m.d.sync += [queue[q_wr].eq(c3_idx), q_wr.eq(q_wr + 1)]
+        with m.If(from_q):
+            m.d.sync += q_rd.eq(q_rd + 1)
+        m.d.sync += level.eq(level + push - from_q)
+        with m.If(r_busy):
+            m.d.sync += r_row.eq(r_row + 1)
+            with m.If(r_row == rows - 1):
+                m.d.sync += r_busy.eq(0)
+        with m.If(from_q | from_c3):
+            m.d.sync += [r_busy.eq(1), r_row.eq(0), r_idx.eq(Mux(from_q, queue[q_rd], c3_idx))]
+        m.d.comb += rp.addr.eq(Cat(r_row, r_idx))
+        m.d.sync += [d_v.eq(r_busy), didx.eq(Cat(r_row, r_idx))]
+
+        # nothing left but the entry being ranked this cycle
+        m.d.comb += done.eq(~c_more & ~c1_v & ~c2_v & ~c3_v & (level == 0) & ~r_busy & ~d_v & ~q_pend)
+
+        with m.If(start):
+            # slot 0 read now; nothing of an earlier lookup (stopped early) stays in flight
+            m.d.sync += [cs.eq(1), c_more.eq(top != 0), c1_v.eq(1), c1_idx.eq(0), c2_v.eq(0),
+                         c3_v.eq(0), level.eq(0), q_rd.eq(0), q_wr.eq(0), r_busy.eq(0), d_v.eq(0)]
