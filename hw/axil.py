@@ -3,9 +3,10 @@
 Flat, AXI-named ports (`s_axil_awaddr`, ...) so that cocotbext-axi's
 AxiLiteBus.from_prefix(dut, "s_axil") and a vendor interconnect find them.
 One access at a time: a write waits for both AW and W, then answers on B; a
-read answers on R the cycle after the decoder saw it. An address without a
-register answers SLVERR. Reads and writes alternate when both are pending,
-so neither can starve the other.
+read answers on R once the decoder's registered read data is there
+(`RegBus.r_valid`, READ_LATENCY cycles after the request). An address
+without a register answers SLVERR (read data 0). Reads and writes alternate
+when both are pending, so neither can starve the other.
 """
 
 from amaranth.hdl import Module, Mux, Signal
@@ -66,10 +67,11 @@ class AxiLiteSlave(wiring.Component):
                     m.d.sync += s("bvalid").eq(0)
                     m.next = "IDLE"
             with m.State("RDATA"):
-                # decoder's read data arrives now; hold it in the R channel
-                m.d.sync += [s("rdata").eq(bus.r_data), s("rresp").eq(Mux(err, SLVERR, OKAY)),
-                             s("rvalid").eq(1)]
-                m.next = "RRESP"
+                # wait for the decoder's read data; hold it in the R channel
+                with m.If(bus.r_valid):
+                    m.d.sync += [s("rdata").eq(Mux(err, 0, bus.r_data)),
+                                 s("rresp").eq(Mux(err, SLVERR, OKAY)), s("rvalid").eq(1)]
+                    m.next = "RRESP"
             with m.State("RRESP"):
                 with m.If(s("rready")):
                     m.d.sync += s("rvalid").eq(0)

@@ -40,7 +40,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
+from amaranth.lib.memory import Memory
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -112,6 +113,9 @@ class Register:
     reset: int = 0               # rw: value after reset
     const: str | None = None     # ro constants: the Params attribute / function that gives the value
     group: str = ""
+    # ro registers of one array (contiguous words) are read through one indexed
+    # port pair, `<array>_index` out and `<array>_data` in, not one port each
+    array: str | None = None
 
     def __post_init__(self):
         assert self.access in ("ro", "rw", "wo"), self.access
@@ -274,7 +278,7 @@ def _build() -> tuple[Register, ...]:
     for code, (reason, text) in enumerate(REASONS.items()):
         regs.append(R(f"DROP_{reason.upper()}", 0x400 + 4 * code, "ro",
                       f"Drops with reason code {code} `{reason}`: {text}.",
-                      (F("count", 0, 32, ""),), group=g))
+                      (F("count", 0, 32, ""),), group=g, array="drop"))
     g = "Per-SA and per-latch counters"
     regs += [
         R("CTR_READ", 0x500, "wo", "Copy the counters of one SA or latch into CTR_*: the core copies "
@@ -328,21 +332,56 @@ _check_unique()
 
 class RegBus(wiring.Signature):
     """The simple register bus between the AXI4-Lite slave and the decoder:
-    one access per request, read data the cycle after `r_en`."""
+    one access per request; read data is valid while `r_valid` is high
+    (READ_LATENCY cycles after `r_en`; the slave waits for it)."""
 
     def __init__(self):
         super().__init__({
             "addr": Out(ADDR_BITS),
             "w_en": Out(1), "w_data": Out(32), "w_strb": Out(4),
-            "r_en": Out(1), "r_data": In(32),
+            "r_en": Out(1), "r_data": In(32), "r_valid": In(1),
             "err": In(1),        # the address holds no register (valid with the access)
         })
 
 
+READ_LATENCY = 2        # r_en -> r_valid: two registered mux levels (RegisterFile)
+GROUP_BITS = 4          # level 1 selects within groups of 16 words (addr[2:6])
+
+
+def _mux_tree(items, sel):
+    """Binary mux tree over `items` (2**len(sel) leaves) indexed by `sel`.
+    A leaf is a value, or None for an address without a register: its data
+    is don't-care (the access answers SLVERR), so a half that is all None
+    costs no mux at all. Returns None when every leaf is None."""
+    if len(items) == 1:
+        return items[0]
+    half = len(items) // 2
+    lo, hi = _mux_tree(items[:half], sel[:-1]), _mux_tree(items[half:], sel[:-1])
+    if lo is None or hi is None or lo is hi:       # same source (an array's data)
+        return hi if lo is None else lo
+    return Mux(sel[-1], hi, lo)
+
+
+def _arrays(regmap) -> dict[str, tuple[int, int]]:
+    """array name -> (first word, number of words)"""
+    out = {}
+    for r in regmap:
+        if r.array:
+            first, n = out.get(r.array, (r.offset >> 2, 0))
+            assert r.offset >> 2 == first + n, (r.name, "array words must be contiguous")
+            out[r.array] = (first, n + 1)
+    return out
+
+
 def _port_members(regmap) -> dict:
     members = {}
+    for name, (_first, n) in _arrays(regmap).items():
+        members[name + "_index"] = Out(range(max(n, 2)))
+        members[name + "_data"] = In(32)
     for r in regmap:
-        if r.access == "ro" and r.const is None:
+        if r.array:
+            assert r.access == "ro" and r.const is None, r.name
+        elif r.access == "ro" and r.const is None:
             members[r.port] = In(32)
         elif r.access in ("rw", "wo"):
             members[r.port] = Out(32, init=r.reset)
@@ -354,7 +393,9 @@ class RegisterFile(wiring.Component):
     """Address decoder generated from REGMAP.
 
     Ports: `bus` (RegBus, in) and one port per register: `ro` registers are
-    inputs the datapath drives; `rw`/`wo` registers are outputs holding the
+    inputs the datapath drives (an array's registers, e.g. DROP_*: one
+    `<array>_data` input for the word `<array>_index` selects, which follows
+    the bus address: the datapath keeps them in a RAM); `rw`/`wo` registers are outputs holding the
     last written value plus a one-cycle `<name>_stb` on every write (a `wo`
     register's value is never readable). ID-block constants live here."""
 
@@ -367,11 +408,10 @@ class RegisterFile(wiring.Component):
         m = Module()
         consts = _caps_values(self.params)
         bus = self.bus
-        r_data = Signal(32)
-        m.d.comb += bus.r_data.eq(r_data)
         for r in self.regmap:
             if r.access in ("rw", "wo"):
                 m.d.sync += getattr(self, r.port + "_stb").eq(0)
+        # writes and the address check: one decoder case per register
         hit = Signal()
         with m.Switch(bus.addr[2:]):
             for r in self.regmap:
@@ -384,15 +424,76 @@ class RegisterFile(wiring.Component):
                                 with m.If(bus.w_strb[b]):
                                     m.d.sync += reg[8 * b:8 * b + 8].eq(bus.w_data[8 * b:8 * b + 8])
                             m.d.sync += getattr(self, r.port + "_stb").eq(1)
-                    with m.If(bus.r_en):
-                        if r.access == "rw":
-                            m.d.sync += r_data.eq(getattr(self, r.port))
-                        elif r.access == "ro":
-                            value = consts[r.const] if r.const else getattr(self, r.port)
-                            m.d.sync += r_data.eq(value)
-                        else:
-                            m.d.sync += r_data.eq(0)
         m.d.comb += bus.err.eq(~hit)
+
+        # reads: two registered levels instead of one decoder case per
+        # register (a one-hot AND-OR over ~90 sources of 32 bits took ~4000
+        # LUT4 on the ECP5). Level 1 samples at r_en, as the decoder did;
+        # level 2 picks a level-1 result a cycle later (r_valid).
+        #
+        # `rw` registers are written only from the bus: a LUT-RAM shadow
+        # copy (byte lanes, as the strobes) answers their reads through one
+        # address port, so they are no mux inputs. A register not written
+        # since reset reads its reset value (`written`), as its flip-flops do.
+        rw_regs = [r for r in self.regmap if r.access == "rw"]
+        rw_idx = Signal(range(max(len(rw_regs), 2)))
+        is_rw = Signal()
+        with m.Switch(bus.addr[2:]):
+            for i, r in enumerate(rw_regs):
+                with m.Case(r.offset >> 2):
+                    m.d.comb += [rw_idx.eq(i), is_rw.eq(1)]
+        shadow = Memory(shape=32, depth=len(rw_regs), init=[])
+        m.submodules.rw_shadow = shadow
+        sh_w = shadow.write_port(granularity=8)
+        sh_r = shadow.read_port(domain="comb")
+        # one bit per byte lane: a strobed byte of a register not written
+        # since reset sits next to reset-value bytes
+        written = Signal(4 * len(rw_regs))
+        m.d.comb += [sh_w.addr.eq(rw_idx), sh_w.data.eq(bus.w_data), sh_r.addr.eq(rw_idx)]
+        with m.If(bus.w_en & is_rw):
+            m.d.comb += sh_w.en.eq(bus.w_strb)
+            m.d.sync += written.word_select(rw_idx, 4).eq(written.word_select(rw_idx, 4) | bus.w_strb)
+        resets = Array(Const(r.reset, 32) for r in rw_regs)
+        lanes = written.word_select(rw_idx, 4)
+        rw_data = Signal(32)
+        is_rw_r = Signal()
+        with m.If(bus.r_en):
+            m.d.sync += [rw_data.eq(Cat(*(Mux(lanes[b], sh_r.data[8 * b:8 * b + 8],
+                                              resets[rw_idx][8 * b:8 * b + 8]) for b in range(4)))),
+                         is_rw_r.eq(is_rw)]
+
+        # every other readable register: one 16:1 tree per populated group
+        # of 16 words (addr[2:6]) at level 1, the group (addr[6:]) at level 2
+        words = [None] * (1 << (ADDR_BITS - 2))
+        for name, (first, n) in _arrays(self.regmap).items():
+            index = getattr(self, name + "_index")
+            m.d.comb += index.eq(bus.addr[2:] - first)
+            for w in range(first, first + n):
+                words[w] = getattr(self, name + "_data")
+        for r in self.regmap:
+            if r.array:
+                pass
+            elif r.access == "ro":
+                words[r.offset >> 2] = Const(consts[r.const], 32) if r.const else getattr(self, r.port)
+            elif r.access == "wo":
+                words[r.offset >> 2] = Const(0, 32)       # write-only: reads 0
+        g_size = 1 << GROUP_BITS
+        lo_sel, hi_sel = bus.addr[2:2 + GROUP_BITS], Signal(ADDR_BITS - 2 - GROUP_BITS)
+        groups = []
+        for g in range(0, len(words), g_size):
+            tree = _mux_tree(words[g:g + g_size], lo_sel)
+            if tree is None:
+                groups.append(None)
+            else:
+                g_data = Signal(32, name=f"rd_group{g // g_size}")
+                with m.If(bus.r_en):
+                    m.d.sync += g_data.eq(tree)
+                groups.append(g_data)
+        with m.If(bus.r_en):
+            m.d.sync += hi_sel.eq(bus.addr[2 + GROUP_BITS:])
+        r_valid1 = Signal()
+        m.d.sync += [r_valid1.eq(bus.r_en), bus.r_valid.eq(r_valid1),
+                     bus.r_data.eq(Mux(is_rw_r, rw_data, _mux_tree(groups, hi_sel)))]
         return m
 
 

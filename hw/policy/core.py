@@ -223,16 +223,25 @@ class PolicyCore(wiring.Component):
             m.d.sync += [tick_div.eq(0), tick.eq(tick + 1)]
         m.d.comb += regs.now.eq(tick)
 
-        # counters: per drop reason, frames per direction, forwarded, non-IP
-        drop_ctr = [Signal(32, name=f"drop_ctr_{n}") for n in R]
-        for n, c in zip(R, drop_ctr):
-            m.d.comb += getattr(regs, f"drop_{n}").eq(c)
+        # counters: per drop reason, frames per direction, forwarded, non-IP.
+        # The DROP_* counters are one LUT RAM (one incrementer, and the
+        # register file reads them through one indexed port, not a mux input
+        # each); a reason's entry counts from 0 until its bit in drop_live is
+        # set, so reset and CTRL.clear_counters clear them all in one cycle
+        m.submodules.drop_mem = drop_mem = Memory(shape=32, depth=len(R), init=[])
+        drop_wp = drop_mem.write_port()
+        drop_rp_bus = drop_mem.read_port(domain="comb")
+        drop_rp_inc = drop_mem.read_port(domain="comb")
+        drop_live = Signal(len(R))
+        m.d.comb += [drop_rp_bus.addr.eq(regs.drop_index),
+                     regs.drop_data.eq(Mux(drop_live.bit_select(regs.drop_index, 1),
+                                           drop_rp_bus.data, 0))]
         frames_in, frames_out, forwarded, non_ip = (Signal(32, name=n) for n in
                                                     ("frames_in", "frames_out", "forwarded", "non_ip"))
         m.d.comb += [regs.frames_in.eq(frames_in), regs.frames_out.eq(frames_out),
                      regs.forwarded.eq(forwarded), regs.non_ip.eq(non_ip)]
         with m.If(regs.ctrl[1]):
-            m.d.sync += [c.eq(0) for c in drop_ctr + [frames_in, frames_out, forwarded, non_ip]]
+            m.d.sync += [c.eq(0) for c in [drop_live, frames_in, frames_out, forwarded, non_ip]]
         # ... and its rising edge clears the counter RAMs (state CLEAR_CTR):
         # max(sas, latch slots with counters) cycles
         clr_prev = Signal()
@@ -1038,10 +1047,11 @@ class PolicyCore(wiring.Component):
                 m.d.comb += self.verdict.valid.eq(1)
                 with m.If(self.verdict.ready):
                     with m.If(v.action == Verdict.DROP):
-                        with m.Switch(v.reason):
-                            for code, c in enumerate(drop_ctr):
-                                with m.Case(code):
-                                    m.d.sync += c.eq(c + 1)
+                        m.d.comb += [drop_rp_inc.addr.eq(v.reason), drop_wp.addr.eq(v.reason),
+                                     drop_wp.en.eq(1),
+                                     drop_wp.data.eq(Mux(drop_live.bit_select(v.reason, 1),
+                                                         drop_rp_inc.data, 0) + 1)]
+                        m.d.sync += drop_live.bit_select(v.reason, 1).eq(1)
                     with m.Elif(v.action == Verdict.FORWARD):
                         m.d.sync += forwarded.eq(forwarded + 1)
                     m.next = "COUNT"

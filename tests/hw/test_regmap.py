@@ -31,9 +31,17 @@ def test_driver_constants_match_declaration():
 
 
 def test_register_file_decoder():
-    """Amaranth-simulator check of the decoder alone (no AXI)."""
+    """Amaranth-simulator check of the decoder alone (no AXI): read data
+    arrives with r_valid READ_LATENCY cycles after r_en; rw registers read
+    back through their shadow RAM (reset value until written); DROP_* through
+    the indexed `drop_*` port pair."""
     dut = regmap.RegisterFile()
     log = []
+
+    async def drop_ram(ctx):
+        # the datapath's side of the drop array: data follows the index
+        async for (idx,) in ctx.changed(dut.drop_index):
+            ctx.set(dut.drop_data, 1000 + idx)
 
     async def bench(ctx):
         bus = dut.bus
@@ -50,23 +58,49 @@ def test_register_file_decoder():
             await ctx.tick()
             ctx.set(bus.r_en, 0)
             ctx.set(bus.w_en, 0)
+            ctx.set(bus.addr, 0xFFC)        # the data must not follow the address
+            if w is not None:
+                return None, err
+            cycles = 1
+            while not ctx.get(bus.r_valid):
+                await ctx.tick()
+                cycles += 1
+                assert cycles <= regmap.READ_LATENCY, "no r_valid"
+            assert cycles == regmap.READ_LATENCY
             return ctx.get(bus.r_data), err
 
         assert await access(0x000) == (regmap.MAGIC, 0)
         assert (await access(0x024))[1] == 1
+        for r in regmap.REGMAP:
+            if r.access == "rw":
+                assert await access(r.offset) == (r.reset, 0), r.name
         await access(0x020, 0xDEADBEEF)
         assert await access(0x020) == (0xDEADBEEF, 0)
         await access(0x020, 0x00000011, strb=0b0001)
         assert await access(0x020) == (0xDEADBE11, 0)
+        assert ctx.get(dut.scratch) == 0xDEADBE11
+        tw = regmap.BY_NAME["TIME_WAIT"]
+        await access(tw.offset, 0xAB << 16, strb=0b0100)        # a byte of a non-zero reset value
+        assert await access(tw.offset) == ((tw.reset & ~0xFF0000) | (0xAB << 16), 0)
+        assert ctx.get(dut.time_wait) == (tw.reset & ~0xFF0000) | (0xAB << 16)
+        assert await access(0x020) == (0xDEADBE11, 0)
+        s5 = regmap.BY_NAME["TBL_STAGE5"].offset
+        await access(s5, 0x5555AAAA)
+        assert await access(s5) == (0x5555AAAA, 0)
+        assert await access(s5 + 4) == (0, 0)
         await access(regmap.BY_NAME["TBL_KEY0"].offset, 0x1234)
         assert ctx.get(dut.tbl_key0) == 0x1234
         assert await access(regmap.BY_NAME["TBL_KEY0"].offset) == (0, 0)
-        ctx.set(dut.drop_replay, 77)
-        assert await access(regmap.BY_NAME["DROP_REPLAY"].offset) == (77, 0)
+        from latchnic.sim.drops import REASONS
+        for code, reason in enumerate(REASONS):
+            assert await access(regmap.BY_NAME[f"DROP_{reason.upper()}"].offset) == (1000 + code, 0)
+        ctx.set(dut.now, 77)
+        assert await access(regmap.BY_NAME["NOW"].offset) == (77, 0)
         log.append("done")
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
+    sim.add_process(drop_ram)
     sim.add_testbench(bench)
     sim.run()
     assert log == ["done"]
