@@ -169,6 +169,61 @@ def parser_cycles(frame: bytes, count: int = 12) -> float:
     return (steady[-1] - steady[0]) / (len(steady) - 1)
 
 
+def sad_cycles(rows: int, sas: int = 64) -> dict:
+    """Cycles per inbound SAD lookup with every slot in use: `sas` SAs on
+    distinct SPIs (hits early and late, a miss) and `sas` SAs sharing one SPI
+    (the longest match can only be decided after reading every candidate)."""
+    import ipaddress
+
+    from amaranth.sim import Simulator
+    from latchnic.config import SA
+    from latchnic.hw.policy.sad import SadLookup, encode_sa_in, req_layout
+    from latchnic.hw.policy.selectors import pack
+
+    dst, src = ipaddress.ip_address("192.0.2.1"), ipaddress.ip_address("203.0.113.5")
+
+    def sa(i, spi, d):
+        return SA(f"in{i}", "in", spi, "esp", "transport", "aes-gcm-128", bytes(16), bytes(4), 16,
+                  False, "p", src, d)
+
+    distinct = [sa(i, 0x1000 + i, dst) for i in range(sas)]
+    shared = [sa(i, 0x77, ipaddress.ip_address(f"198.51.100.{i}")) for i in range(sas)]
+    cases = [(f"{sas} SPIs, hit in slot 0", distinct, 0x1000, dst),
+             (f"{sas} SPIs, hit in slot {sas - 1}", distinct, 0x1000 + sas - 1, dst),
+             (f"{sas} SPIs, miss", distinct, 0x9999, dst),
+             (f"{sas} SAs on one SPI, match in slot {sas - 1}", shared, 0x77,
+              ipaddress.ip_address(f"198.51.100.{sas - 1}"))]
+    out = {}
+    for name, table, spi, d in cases:
+        dut = SadLookup(sas, rows=rows)
+
+        async def bench(ctx, table=table, spi=spi, d=d, name=name, dut=dut):
+            for i, entry in enumerate(table):
+                ctx.set(dut.w_en, 1)
+                ctx.set(dut.w_index, i)
+                ctx.set(dut.w_data.as_value(), encode_sa_in(entry))
+                await ctx.tick()
+                ctx.set(dut.w_en, 0)
+                while ctx.get(dut.w_busy):              # an entry's rows go in one per cycle
+                    await ctx.tick()
+            ctx.set(dut.resp.ready, 1)
+            ctx.set(dut.req.payload.as_value(), pack(req_layout, {"ah": 0, "spi": spi, "v6": 0,
+                                                                  "dst": int(d), "src": int(src)}))
+            ctx.set(dut.req.valid, 1)
+            await ctx.tick().until(dut.req.ready)       # waits out the last write's rows
+            ctx.set(dut.req.valid, 0)
+            n = 1
+            while not ctx.get(dut.resp.valid):
+                await ctx.tick()
+                n += 1
+            out[name] = n + 1      # + the cycle the response is taken in, as spd_cycles
+        sim = Simulator(dut)
+        sim.add_clock(1e-8)
+        sim.add_testbench(bench)
+        sim.run()
+    return out
+
+
 def spd_cycles(rules: int = 64, rows: int = 2) -> dict:
     import ipaddress
 
@@ -380,6 +435,9 @@ def main(argv=None) -> int:
         for rows in (1, 2):
             for name, c in spd_cycles(rows=rows).items():
                 print(f"   SPD ({rows} RAM row{'s' if rows > 1 else ''}/rule), {name}: {c} cycles/lookup")
+        for rows in (1, 4):
+            for name, c in sad_cycles(rows).items():
+                print(f"   SAD ({rows} RAM row{'s' if rows > 1 else ''}/SA), {name}: {c} cycles/lookup")
         for name, c in latch_cycles().items():
             print(f"   latch table {name}: {c} cycles")
         for v in (4, 6):
