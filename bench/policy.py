@@ -169,6 +169,37 @@ def parser_cycles(frame: bytes, count: int = 12) -> float:
     return (steady[-1] - steady[0]) / (len(steady) - 1)
 
 
+async def _fill(ctx, dut, words, gap: int = 0):
+    """Write `words` into table entries 0.. through the w_* port, `gap` idle
+    cycles after each write, and waiting out `w_busy` where the table has it
+    (an entry folded into several RAM rows goes in one row per cycle)."""
+    for i, word in enumerate(words):
+        ctx.set(dut.w_en, 1)
+        ctx.set(dut.w_index, i)
+        ctx.set(dut.w_data.as_value(), word)
+        await ctx.tick()
+        ctx.set(dut.w_en, 0)
+        for _ in range(gap):
+            await ctx.tick()
+        while hasattr(dut, "w_busy") and ctx.get(dut.w_busy):
+            await ctx.tick()
+
+
+async def _lookup_cycles(ctx, dut, payload: int) -> int:
+    """One lookup on the req/resp streams (resp.ready already high): cycles
+    from the request taken to the response taken, both included."""
+    ctx.set(dut.req.payload.as_value(), payload)
+    ctx.set(dut.req.valid, 1)
+    await ctx.tick().until(dut.req.ready)
+    ctx.set(dut.req.valid, 0)
+    n = 1
+    while not ctx.get(dut.resp.valid):
+        await ctx.tick()
+        n += 1
+    await ctx.tick()
+    return n + 1
+
+
 def sad_cycles(rows: int, sas: int = 64) -> dict:
     """Cycles per inbound SAD lookup with every slot in use: `sas` SAs on
     distinct SPIs (hits early and late, a miss) and `sas` SAs sharing one SPI
@@ -198,25 +229,10 @@ def sad_cycles(rows: int, sas: int = 64) -> dict:
         dut = SadLookup(sas, rows=rows)
 
         async def bench(ctx, table=table, spi=spi, d=d, name=name, dut=dut):
-            for i, entry in enumerate(table):
-                ctx.set(dut.w_en, 1)
-                ctx.set(dut.w_index, i)
-                ctx.set(dut.w_data.as_value(), encode_sa_in(entry))
-                await ctx.tick()
-                ctx.set(dut.w_en, 0)
-                while ctx.get(dut.w_busy):              # an entry's rows go in one per cycle
-                    await ctx.tick()
+            await _fill(ctx, dut, [encode_sa_in(e) for e in table])
             ctx.set(dut.resp.ready, 1)
-            ctx.set(dut.req.payload.as_value(), pack(req_layout, {"ah": 0, "spi": spi, "v6": 0,
-                                                                  "dst": int(d), "src": int(src)}))
-            ctx.set(dut.req.valid, 1)
-            await ctx.tick().until(dut.req.ready)       # waits out the last write's rows
-            ctx.set(dut.req.valid, 0)
-            n = 1
-            while not ctx.get(dut.resp.valid):
-                await ctx.tick()
-                n += 1
-            out[name] = n + 1      # + the cycle the response is taken in, as spd_cycles
+            out[name] = await _lookup_cycles(ctx, dut, pack(req_layout, {
+                "ah": 0, "spi": spi, "v6": 0, "dst": int(d), "src": int(src)}))
         sim = Simulator(dut)
         sim.add_clock(1e-8)
         sim.add_testbench(bench)
@@ -243,28 +259,12 @@ def spd_cycles(rules: int = 64, rows: int = 2) -> dict:
     out = {}
 
     async def bench(ctx):
-        for i, r in enumerate(table):
-            ctx.set(dut.w_en, 1)
-            ctx.set(dut.w_index, i)
-            ctx.set(dut.w_data.as_value(), encode_rule(r))
-            await ctx.tick()
-            ctx.set(dut.w_en, 0)
-            await ctx.tick()
-        ctx.set(dut.w_en, 0)
+        await _fill(ctx, dut, [encode_rule(r) for r in table], gap=1)
         ctx.set(dut.resp.ready, 1)
         for name, idx in cases.items():
             remote = a("198.51.100.0") + (idx if idx is not None else 250)
             f = Flow(4, a("192.0.2.1"), remote, 6, 1000, 80)
-            ctx.set(dut.req.payload.as_value(), pack(req_layout, {"flow": encode_flow(f)}))
-            ctx.set(dut.req.valid, 1)
-            await ctx.tick().until(dut.req.ready)
-            ctx.set(dut.req.valid, 0)
-            n = 1
-            while not ctx.get(dut.resp.valid):
-                await ctx.tick()
-                n += 1
-            await ctx.tick()
-            out[name] = n + 1      # + the cycle the response is taken in
+            out[name] = await _lookup_cycles(ctx, dut, pack(req_layout, {"flow": encode_flow(f)}))
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     sim.add_testbench(bench)

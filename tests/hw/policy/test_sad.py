@@ -27,6 +27,22 @@ def _sa(rng, i):
               bytes(16), bytes(4), 16, False, "p", src, dst)
 
 
+async def _request(ctx, dut, proto, spi, dst, src) -> int:
+    """Offer one lookup; returns the cycles from the request taken until the
+    response is valid (the response is left for the caller to take)."""
+    ctx.set(dut.req.payload.as_value(), pack(req_layout, {
+        "ah": int(proto == "ah"), "spi": spi, "v6": int(dst.version == 6),
+        "dst": int(dst), "src": int(src)}))
+    ctx.set(dut.req.valid, 1)
+    await ctx.tick().until(dut.req.ready)
+    ctx.set(dut.req.valid, 0)
+    n = 1
+    while not ctx.get(dut.resp.valid):
+        await ctx.tick()
+        n += 1
+    return n
+
+
 @pytest.mark.parametrize("rows", [1, 4])
 def test_sad_lookup_matches_model(rows):
     rng = random.Random(1)
@@ -55,14 +71,7 @@ def test_sad_lookup_matches_model(rows):
                 dst = rng.choice(ADDRS)
                 src = rng.choice([s for s in SRCS if s.version == dst.version])
                 want = model.lookup_in(proto, spi, dst.version, int(dst), int(src))
-                ctx.set(dut.req.payload.as_value(), pack(req_layout, {
-                    "ah": int(proto == "ah"), "spi": spi, "v6": int(dst.version == 6),
-                    "dst": int(dst), "src": int(src)}))
-                ctx.set(dut.req.valid, 1)
-                await ctx.tick().until(dut.req.ready)
-                ctx.set(dut.req.valid, 0)
-                while not ctx.get(dut.resp.valid):
-                    await ctx.tick()
+                await _request(ctx, dut, proto, spi, dst, src)
                 r = ctx.get(dut.resp.payload)
                 await ctx.tick()
                 got = specs[r.index].name if r.hit else None
@@ -139,16 +148,7 @@ def test_sad_shared_spi_late_in_table(rows):
                     model.add(SaState(s, 64))
             want = model.lookup_in(proto, spi, dst.version, int(dst), int(src))
             top = max(i for i, s in enumerate(slots) if s is not None)
-            ctx.set(dut.req.payload.as_value(), pack(req_layout, {
-                "ah": int(proto == "ah"), "spi": spi, "v6": int(dst.version == 6),
-                "dst": int(dst), "src": int(src)}))
-            ctx.set(dut.req.valid, 1)
-            await ctx.tick().until(dut.req.ready)
-            ctx.set(dut.req.valid, 0)
-            n = 1                            # cycles since the request was taken
-            while not ctx.get(dut.resp.valid):
-                await ctx.tick()
-                n += 1
+            n = await _request(ctx, dut, proto, spi, dst, src)
             for _ in range(hold):            # response not taken yet: it must not change
                 await ctx.tick()
             ctx.set(dut.resp.ready, 1)
