@@ -185,13 +185,15 @@ async def _fill(ctx, dut, words, gap: int = 0):
             await ctx.tick()
 
 
-async def _lookup_cycles(ctx, dut, payload: int) -> int:
-    """One lookup on the req/resp streams (resp.ready already high): cycles
-    from the request taken to the response taken, both included."""
-    ctx.set(dut.req.payload.as_value(), payload)
-    ctx.set(dut.req.valid, 1)
-    await ctx.tick().until(dut.req.ready)
-    ctx.set(dut.req.valid, 0)
+async def _lookup_cycles(ctx, dut, payload: int, req=None) -> int:
+    """One request on `req` (default dut.req) answered on dut.resp (ready
+    already high): cycles from the request taken to the response taken,
+    both included."""
+    req = dut.req if req is None else req
+    ctx.set(req.payload.as_value(), payload)
+    ctx.set(req.valid, 1)
+    await ctx.tick().until(req.ready)
+    ctx.set(req.valid, 0)
     n = 1
     while not ctx.get(dut.resp.valid):
         await ctx.tick()
@@ -285,17 +287,8 @@ def latch_cycles(capacity: int = 64, capacity_v6: int = 0, version: int = 4) -> 
         ctx.set(dut.resp.ready, 1)
         f = Flow(version, 1, 2, 6, 3, 4)
         for op in (Op.INSERT, Op.LOOKUP, Op.WRITE):
-            ctx.set(dut.cmd.payload.as_value(), pack(cmd_layout(), {"op": op.value,
-                                                                    "flow": encode_flow(f)}))
-            ctx.set(dut.cmd.valid, 1)
-            await ctx.tick().until(dut.cmd.ready)
-            ctx.set(dut.cmd.valid, 0)
-            n = 1
-            while not ctx.get(dut.resp.valid):
-                await ctx.tick()
-                n += 1
-            await ctx.tick()
-            out[op.name] = n + 1
+            out[op.name] = await _lookup_cycles(
+                ctx, dut, pack(cmd_layout(), {"op": op.value, "flow": encode_flow(f)}), dut.cmd)
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
