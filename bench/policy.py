@@ -410,6 +410,19 @@ def core_cycles(count: int = 16) -> dict:
     return out
 
 
+def run_and_report(run, freq: float):
+    """One synthesis run (core or component) and its report; a run stopped
+    after placement (timeout) still reports what nextpnr printed, labelled."""
+    t = time.monotonic()
+    syn = run()
+    if "error" in syn:
+        print(f"   {syn['error']} ({time.monotonic() - t:.0f} s)")
+        if "TRELLIS_COMB" not in syn:
+            return
+        print("   figures below: after packing/placement (not routed)")
+    report(syn, freq)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m latchnic.bench.policy",
                                  description=__doc__.split("\n")[0])
@@ -448,24 +461,11 @@ def main(argv=None) -> int:
                   f"{capacity_text(cap, ways, cap6)}, per-latch counters {'yes' if lctr else 'no'}, "
                   f"SAD/PAD RAM rows {rows}, "
                   f"clock constraint {freq} MHz")
-            t = time.monotonic()
-            syn = synthesize(target, a.timeout)
-            if "error" in syn:
-                print(f"   {syn['error']} ({time.monotonic() - t:.0f} s)")
-                if "TRELLIS_COMB" not in syn:
-                    continue
-                print("   figures below: after packing/placement (not routed)")
-            report(syn, freq)
+            run_and_report(lambda: synthesize(target, a.timeout), freq)
     for name in a.component or []:
         freq = TARGETS["25f"][1]
         print(f"== {name} alone on the 25F (scan shell), clock constraint {freq} MHz")
-        t = time.monotonic()
-        syn = synthesize_component(name, a.timeout)
-        if "error" in syn:
-            print(f"   {syn['error']} ({time.monotonic() - t:.0f} s)")
-            if "TRELLIS_COMB" not in syn:
-                continue
-        report(syn, freq)
+        run_and_report(lambda: synthesize_component(name, a.timeout), freq)
     return 0
 
 
