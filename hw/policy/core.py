@@ -159,6 +159,11 @@ class PolicyCore(wiring.Component):
         m.submodules.sadmem = sadmem = Memory(shape=sa_layout, depth=p.sas, init=[])
         sa_wp = sadmem.write_port()
         sa_rp = sadmem.read_port()
+        # the SA word is registered before any logic uses it (timing: the
+        # EBR's 5.83 ns clock-to-output leaves no room for a compare after
+        # it): an address presented in cycle t is in sa_q from cycle t+2
+        sa_q = Signal(sa_layout)
+        m.d.sync += sa_q.eq(sa_rp.data)
         m.submodules.pad = pad = PadClaims(p.pad_claims, rows=p.pad_rows)
         # counters: read-modify-write after each verdict; host reads go
         # through the FSM too (CTR_READ), so one read port each is enough
@@ -233,6 +238,7 @@ class PolicyCore(wiring.Component):
         drop_rp_bus = drop_mem.read_port(domain="comb")
         drop_rp_inc = drop_mem.read_port(domain="comb")
         drop_live = Signal(len(R))
+        drop_count = Signal(32)         # the reason's count before this frame (FINISH -> COUNT)
         m.d.comb += [drop_rp_bus.addr.eq(regs.drop_index),
                      regs.drop_data.eq(Mux(drop_live.bit_select(regs.drop_index, 1),
                                            drop_rp_bus.data, 0))]
@@ -301,28 +307,40 @@ class PolicyCore(wiring.Component):
 
         # protected size (ModelDevice._protected_len) for the 64 KiB check
         # registered (timing): res is loaded in IDLE, the first user
-        # (IN_IPSEC) comes two cycles later; sa is loaded in SA_GOT /
-        # DC_SA_GOT, prot_len's user (SA_CHECKS) at least two cycles later
+        # (IN_IPSEC) comes two cycles later; prot_hdr / prot_body are loaded
+        # in SA_GOT with the SA, too_big a cycle later (DECIDE), its user
+        # is SA_CHECKS
         ip_len = Signal(20)
         payload_len = Signal(20)
         m.d.sync += [ip_len.eq(res.l3_end - res.l2_len),
                      payload_len.eq(res.l3_end - res.l2_len - res.hdr_len)]
-        data_len = Mux(sa.tunnel, ip_len, payload_len)
-        hdr_len = Mux(sa.tunnel, Mux(sa.outer_v6, 0, 20), Mux(res.v6, res.hdr_len - 40, res.hdr_len))
-        outer_v6 = Mux(sa.tunnel, sa.outer_v6, res.v6)
-        esp_body = 16 + Cat(Const(0, 2), (data_len + 5)[2:]) + sa.icv_bytes
-        ah_body = Mux(outer_v6, 40, 36) + data_len
+
+        def protected_size(s):
+            """(header, body) of the frame protected by SA `s` (sa_layout view)."""
+            data_len = Mux(s.tunnel, ip_len, payload_len)
+            hdr_len = Mux(s.tunnel, Mux(s.outer_v6, 0, 20), Mux(res.v6, res.hdr_len - 40, res.hdr_len))
+            outer_v6 = Mux(s.tunnel, s.outer_v6, res.v6)
+            esp_body = 16 + Cat(Const(0, 2), (data_len + 5)[2:]) + s.icv_bytes
+            ah_body = Mux(outer_v6, 40, 36) + data_len
+            return hdr_len, Mux(s.ah, ah_body, esp_body)
         prot_hdr = Signal(17)
         prot_body = Signal(22)
-        m.d.sync += [prot_hdr.eq(hdr_len), prot_body.eq(Mux(sa.ah, ah_body, esp_body))]
-        prot_len = Signal(23)
-        m.d.comb += prot_len.eq(prot_hdr + prot_body)
+        too_big = Signal()
+        m.d.sync += too_big.eq(prot_hdr + prot_body > 0xFFFF)
+
         def exhausted(s):
             return Mux(s.esn, s.seq == (1 << 64) - 1, s.seq >= (1 << 32) - 1)
-        seq_limit_hit = exhausted(sa)
+        # DECIDE / SA_CHECKS act on these, registered in SA_GOT (timing: no
+        # 64-bit or QoP compare in the cycle that picks the next state)
+        seq_limit_hit = Signal()
+        peer_differs = Signal()         # the SA's peer is not the latch's
+        qop_short = Signal()            # the SA's QoP does not satisfy the latch's
+        pin_differs = Signal()          # a pinned SA / peer of the SPD rule differs
         rc_found = Signal()
         rc_healthy_out = Signal()
-        rc_sa = Signal(range(p.sas + 1))
+        rc_sa = Signal(range(p.sas + 2))
+        rc_pipe = Signal(2)
+        rc_idx = [Signal(range(p.sas + 2), name=f"rc_idx{i}") for i in range(2)]
         # timer events (CTRL.timer_events): the earliest deadline armed since
         # the last sweep (conservative: a deadline cleared later leaves it
         # early, which costs an empty sweep, never a missed event)
@@ -335,12 +353,25 @@ class PolicyCore(wiring.Component):
         tv_next_have = Signal()
         tv_future = Signal(32)          # earliest (deadline - now) still ahead
         tv_future_have = Signal()
+        # the slot being swept, registered (TV_WAIT) and compared (TV_CMP)
+        tv_age, tv_ahead = Signal(32), Signal(32)
+        tv_state, tv_peer, tv_used = Signal(LatchState), Signal(8), Signal()
+        tv_at_target, tv_before, tv_older, tv_sooner = Signal(), Signal(), Signal(), Signal()
 
-        def arm(deadline):
+        # the two deadlines TRACK can set, and whether each is earlier than
+        # next_deadline, registered every cycle (timing: TRACK does not add
+        # and subtract in one cycle). meta.now is loaded in IDLE and
+        # next_deadline last changes in TV_NEXT, both more than two cycles
+        # before TRACK; a host write of the knobs takes effect 2 cycles later
+        udp_deadline, tw_deadline = Signal(32), Signal(32)
+        udp_earlier, tw_earlier = Signal(), Signal()
+        m.d.sync += [udp_deadline.eq(meta.now + regs.udp_idle), tw_deadline.eq(meta.now + regs.time_wait),
+                     udp_earlier.eq((udp_deadline - next_deadline)[31]),
+                     tw_earlier.eq((tw_deadline - next_deadline)[31])]
+
+        def arm(deadline, earlier):
             """A latch deadline was set: keep the earliest one."""
-            earlier = Signal(32)
-            m.d.comb += earlier.eq(deadline - next_deadline)
-            with m.If(~timed_any | earlier[31]):
+            with m.If(~timed_any | earlier):
                 m.d.sync += next_deadline.eq(deadline)
             m.d.sync += timed_any.eq(1)
         rp_init = Signal(replay.cmd.payload.shape())
@@ -378,15 +409,20 @@ class PolicyCore(wiring.Component):
                                      flow.remote_port.eq(r.dport)]
                     m.d.sync += [flow.v6.eq(r.v6), flow.proto.eq(r.proto),
                                  flow.ports_valid.eq(r.ports_valid)]
-                    due = Signal(32)
-                    m.d.comb += due.eq(pm.now - next_deadline)
-                    with m.If(regs.ctrl[2] & timed_any & ~due[31]):
-                        # ModelDevice.advance: free expired latches first
-                        m.d.sync += [tv_slot.eq(0), tv_emit.eq(0), tv_next_have.eq(0),
-                                     tv_future_have.eq(0)]
-                        m.next = "TV_READ"
-                    with m.Else():
-                        m.next = "CLASSIFY"
+                    m.next = "TIMERS"
+
+            with m.State("TIMERS"):
+                # a cycle of its own (timing): the 32-bit `due` subtract
+                # works on the registered meta, not on the FIFO's output
+                due = Signal(32)
+                m.d.comb += due.eq(meta.now - next_deadline)
+                with m.If(regs.ctrl[2] & timed_any & ~due[31]):
+                    # ModelDevice.advance: free expired latches first
+                    m.d.sync += [tv_slot.eq(0), tv_emit.eq(0), tv_next_have.eq(0),
+                                 tv_future_have.eq(0)]
+                    m.next = "TV_READ"
+                with m.Else():
+                    m.next = "CLASSIFY"
 
             with m.State("COMMIT"):
                 table = commit[16:20]
@@ -481,33 +517,33 @@ class PolicyCore(wiring.Component):
                 with m.If(spd.req.ready):
                     m.next = "RC_SPD_WAIT"
             with m.State("RC_SPD_WAIT"):
-                m.d.comb += spd.resp.ready.eq(1)
+                m.d.comb += [spd.resp.ready.eq(1), sa_rp.addr.eq(spd.resp.payload.sa)]
                 with m.If(spd.resp.valid):
                     m.d.sync += sres.eq(spd.resp.payload)
                     m.next = "RC_SA_READ"
             with m.State("RC_SA_READ"):
-                m.d.comb += sa_rp.addr.eq(sres.sa)
-                m.next = "RC_SA_GOT"
+                m.next = "RC_SA_GOT"             # the SA word on its way to sa_q
             with m.State("RC_SA_GOT"):
-                d = sa_rp.data
+                d = sa_q
                 m.d.sync += [rc_healthy_out.eq(sres.hit & (sres.action == Action.PROTECT) & d.valid
                                                & ~exhausted(d) & (d.peer == entry.peer)
                                                & qop_satisfies(d, entry.qop)),
-                             rc_sa.eq(0), rc_found.eq(0)]
-                m.next = "RC_IN_READ"
-            with m.State("RC_IN_READ"):
+                             rc_sa.eq(0), rc_found.eq(0), rc_pipe.eq(0)]
+                m.next = "RC_IN_SCAN"
+            with m.State("RC_IN_SCAN"):
+                # one inbound SA read per cycle; rc_pipe[1] / rc_idx[1] say
+                # which SA sa_q holds (two cycles behind the address)
                 m.d.comb += sa_rp.addr.eq(rc_sa)
-                m.next = "RC_IN_CHECK"
-            with m.State("RC_IN_CHECK"):
-                d = sa_rp.data
-                with m.If(d.valid & ~d.out & (d.peer == entry.peer) & qop_satisfies(d, entry.qop)):
-                    m.d.sync += rc_found.eq(1)
-                    m.next = "RC_DECIDE"
-                with m.Elif(rc_sa == p.sas - 1):
-                    m.next = "RC_DECIDE"
-                with m.Else():
-                    m.d.sync += rc_sa.eq(rc_sa + 1)
-                    m.next = "RC_IN_READ"
+                m.d.sync += [rc_sa.eq(rc_sa + 1), rc_pipe.eq(Cat(rc_sa < p.sas, rc_pipe[0])),
+                             rc_idx[0].eq(rc_sa), rc_idx[1].eq(rc_idx[0])]
+                d = sa_q
+                with m.If(rc_pipe[1]):
+                    with m.If(d.valid & ~d.out & (d.peer == entry.peer)
+                              & qop_satisfies(d, entry.qop)):
+                        m.d.sync += rc_found.eq(1)
+                        m.next = "RC_DECIDE"
+                    with m.Elif(rc_idx[1] == p.sas - 1):
+                        m.next = "RC_DECIDE"
             with m.State("RC_DECIDE"):
                 healthy = rc_healthy_out & rc_found
                 with m.If((entry.state == LatchState.ESTABLISHED) & ~healthy):
@@ -581,9 +617,11 @@ class PolicyCore(wiring.Component):
                     m.next = "CMD_DONE"
             with m.State("RD_SA"):
                 m.d.comb += sa_rp.addr.eq(slot)
+                m.next = "RD_SA_Q"
+            with m.State("RD_SA_Q"):
                 m.next = "RD_SA_GOT"
             with m.State("RD_SA_GOT"):
-                m.d.sync += rd_data.eq(sa_rp.data)
+                m.d.sync += rd_data.eq(sa_q)
                 m.next = "CMD_DONE"
             with m.State("CMD_DONE"):
                 # the held commit is done: count it and let the bus go
@@ -594,6 +632,10 @@ class PolicyCore(wiring.Component):
             with m.State("CTR_HOST"):
                 m.d.comb += [sactr_rp.addr.eq(regs.ctr_read[:16]), lctr_rp.addr.eq(regs.ctr_read[:16]),
                              sa_rp.addr.eq(regs.ctr_read[:16])]
+                m.next = "CTR_HOST_Q"
+            with m.State("CTR_HOST_Q"):
+                # the counter words registered (timing), the SA word reaches sa_q
+                m.d.sync += [ctr_sa_r.eq(sactr_rp.data), ctr_l_r.eq(lctr_rp.data)]
                 m.next = "CTR_HOST_DATA"
             with m.State("CTR_HOST_DATA"):
                 is_latch = regs.ctr_read[16]
@@ -602,17 +644,17 @@ class PolicyCore(wiring.Component):
                 m.next = "IDLE"
                 with m.If(is_latch & (idx < p.latch_capacity)):
                     if p.latch_counters:
-                        m.d.sync += ctr_out.eq(lctr_rp.data)
+                        m.d.sync += ctr_out.eq(ctr_l_r)
                 with m.Elif(~is_latch & (idx < p.sas)):
-                    sc = sactr_rp.data
+                    sc = ctr_sa_r
                     m.d.sync += ctr_out.drops.eq(sc.drops)
-                    with m.If(sa_rp.data.out):
+                    with m.If(sa_q.out):
                         m.d.sync += [ctr_out.packets_out.eq(sc.packets), ctr_out.bytes_out.eq(sc.bytes)]
                     with m.Else():
                         m.d.sync += [ctr_out.packets_in.eq(sc.packets), ctr_out.bytes_in.eq(sc.bytes)]
-                    with m.If(sa_rp.data.valid & sa_rp.data.out):
-                        m.d.sync += ctr_seq.eq(sa_rp.data.seq)
-                    with m.Elif(sa_rp.data.valid):
+                    with m.If(sa_q.valid & sa_q.out):
+                        m.d.sync += ctr_seq.eq(sa_q.seq)
+                    with m.Elif(sa_q.valid):
                         # an inbound SA's window top lives in the replay windows
                         m.d.sync += ctr_pending.eq(1)
                         m.next = "CTR_TOP"
@@ -637,25 +679,34 @@ class PolicyCore(wiring.Component):
                              latch.cmd.payload.slot.eq(tv_slot), latch.cmd.payload.now.eq(meta.now)]
                 with m.If(latch.cmd.ready):
                     m.next = "TV_WAIT"
+            # three steps a slot (timing): the entry's age and time ahead
+            # (32-bit subtracts) into registers, then the 32-bit compares,
+            # then what they decide
             with m.State("TV_WAIT"):
                 m.d.comb += latch.resp.ready.eq(1)
                 e = latch.resp.payload.entry
-                tv_age = Signal(32)
-                tv_ahead = Signal(32)
-                m.d.comb += [tv_age.eq(meta.now - e.deadline), tv_ahead.eq(e.deadline - meta.now)]
-                used = (e.state != LatchState.FREE) & e.timed
-                expired = used & ~tv_age[31]
                 with m.If(latch.resp.valid):
-                    m.next = "TV_NEXT"
-                    with m.If(expired & tv_emit & (tv_age == tv_target)):
-                        event(e.state, LatchState.FREE, Cause.TIMER, slot_v=tv_slot, peer=e.peer)
-                        m.next = "TV_EV"
-                    with m.Elif(expired & (~tv_emit | (tv_age < tv_target))):
-                        with m.If(~tv_next_have | (tv_age > tv_next)):
-                            m.d.sync += [tv_next.eq(tv_age), tv_next_have.eq(1)]
-                    with m.Elif(used & tv_age[31]):
-                        with m.If(~tv_future_have | (tv_ahead < tv_future)):
-                            m.d.sync += [tv_future.eq(tv_ahead), tv_future_have.eq(1)]
+                    m.d.sync += [tv_age.eq(meta.now - e.deadline), tv_ahead.eq(e.deadline - meta.now),
+                                 tv_state.eq(e.state), tv_peer.eq(e.peer),
+                                 tv_used.eq((e.state != LatchState.FREE) & e.timed)]
+                    m.next = "TV_CMP"
+            with m.State("TV_CMP"):
+                m.d.sync += [tv_at_target.eq(tv_age == tv_target), tv_before.eq(tv_age < tv_target),
+                             tv_older.eq(~tv_next_have | (tv_age > tv_next)),
+                             tv_sooner.eq(~tv_future_have | (tv_ahead < tv_future))]
+                m.next = "TV_DECIDE"
+            with m.State("TV_DECIDE"):
+                expired = tv_used & ~tv_age[31]
+                m.next = "TV_NEXT"
+                with m.If(expired & tv_emit & tv_at_target):
+                    event(tv_state, LatchState.FREE, Cause.TIMER, slot_v=tv_slot, peer=tv_peer)
+                    m.next = "TV_EV"
+                with m.Elif(expired & (~tv_emit | tv_before)):
+                    with m.If(tv_older):
+                        m.d.sync += [tv_next.eq(tv_age), tv_next_have.eq(1)]
+                with m.Elif(tv_used & tv_age[31]):
+                    with m.If(tv_sooner):
+                        m.d.sync += [tv_future.eq(tv_ahead), tv_future_have.eq(1)]
             with m.State("TV_EV"):
                 m.d.comb += ev_push.eq(1)
                 m.next = "TV_FREE"
@@ -746,6 +797,7 @@ class PolicyCore(wiring.Component):
 
             # ---- inbound second pass: the decapsulated inner frame
             with m.State("DECAP"):
+                m.d.comb += sa_rp.addr.eq(meta.sa)
                 m.d.sync += [sa_idx.eq(meta.sa), sa_valid.eq(1)]
                 with m.If(meta.status == DecapStatus.ICV_FAIL):
                     drop("icv")                   # the window does not move
@@ -760,10 +812,9 @@ class PolicyCore(wiring.Component):
                 with m.Else():
                     m.next = "DC_SA_READ"
             with m.State("DC_SA_READ"):
-                m.d.comb += sa_rp.addr.eq(meta.sa)
-                m.next = "DC_SA_GOT"
+                m.next = "DC_SA_GOT"             # the SA word on its way to sa_q
             with m.State("DC_SA_GOT"):
-                m.d.sync += sa.eq(sa_rp.data)
+                m.d.sync += sa.eq(sa_q)
                 m.next = "DC_SA_CHECK"
             with m.State("DC_SA_CHECK"):
                 with m.If(~sa.valid | sa.out):
@@ -844,16 +895,26 @@ class PolicyCore(wiring.Component):
                 with m.If(spd.req.ready):
                     m.next = "SPD_WAIT"
             with m.State("SPD_WAIT"):
-                m.d.comb += spd.resp.ready.eq(1)
+                m.d.comb += [spd.resp.ready.eq(1), sa_rp.addr.eq(spd.resp.payload.sa)]
                 with m.If(spd.resp.valid):
                     m.d.sync += sres.eq(spd.resp.payload)
                     m.next = "SA_READ"
             with m.State("SA_READ"):
-                m.d.comb += sa_rp.addr.eq(sres.sa)
-                m.next = "SA_GOT"
+                m.next = "SA_GOT"                # the rule's SA word on its way to sa_q
             with m.State("SA_GOT"):
-                with m.If(~meta.decap):           # a decapsulated frame keeps its own SA
-                    m.d.sync += [sa.eq(sa_rp.data), sa_idx.eq(sres.sa)]
+                # a decapsulated frame keeps its own SA
+                s_new = Signal(sa_layout)
+                idx_new = Signal(16)
+                m.d.comb += [s_new.eq(Mux(meta.decap, sa, sa_q)),
+                             idx_new.eq(Mux(meta.decap, sa_idx, sres.sa))]
+                hdr_v, body_v = protected_size(s_new)
+                m.d.sync += [sa.eq(s_new), sa_idx.eq(idx_new),
+                             prot_hdr.eq(hdr_v), prot_body.eq(body_v),
+                             seq_limit_hit.eq(exhausted(s_new)),
+                             peer_differs.eq(s_new.peer != lentry.peer),
+                             qop_short.eq(~qop_satisfies(s_new, lentry.qop)),
+                             pin_differs.eq((sres.pin_sa & (sres.sa != idx_new))
+                                            | (sres.pin_peer & (sres.peer != s_new.peer)))]
                 m.next = "DECIDE"
 
             with m.State("DECIDE"):
@@ -865,9 +926,9 @@ class PolicyCore(wiring.Component):
                             drop("latch_broken")
                         with m.Elif(~meta.decap):
                             drop("latch_clear")
-                        with m.Elif(sa.peer != lentry.peer):
+                        with m.Elif(peer_differs):
                             drop("latch_peer")    # flow stealing: another peer's SA
-                        with m.Elif(~qop_satisfies(sa, lentry.qop)):
+                        with m.Elif(qop_short):
                             drop("latch_qop")
                         with m.Else():
                             m.next = "SEND"
@@ -883,8 +944,7 @@ class PolicyCore(wiring.Component):
                             m.next = "FINISH"
                     with m.Elif(sres.action == Action.BYPASS):
                         drop("spd_mismatch")      # protected traffic where none is expected
-                    with m.Elif((sres.pin_sa & (sres.sa != sa_idx))
-                                | (sres.pin_peer & (sres.peer != sa.peer))):
+                    with m.Elif(pin_differs):
                         drop("spd_mismatch")
                     with m.Else():
                         m.next = "PAD"
@@ -902,10 +962,10 @@ class PolicyCore(wiring.Component):
                     with m.Elif(~sa.valid):
                         m.next = "BREAK"
                         m.d.sync += v.reason.eq(R["no_sa"])
-                    with m.Elif(sa.peer != lentry.peer):
+                    with m.Elif(peer_differs):
                         m.next = "BREAK"
                         m.d.sync += v.reason.eq(R["latch_peer"])
-                    with m.Elif(~qop_satisfies(sa, lentry.qop)):
+                    with m.Elif(qop_short):
                         m.next = "BREAK"
                         m.d.sync += v.reason.eq(R["latch_qop"])
                     with m.Else():
@@ -940,7 +1000,7 @@ class PolicyCore(wiring.Component):
                     drop("seq_exhausted")
                 with m.Elif(~sa.tunnel & res.is_fragment):
                     drop("fragment")
-                with m.Elif(prot_len > 0xFFFF):
+                with m.Elif(too_big):
                     drop("unsupported")
                 with m.Elif(~latched & flow.ports_valid & clone_trigger):
                     m.next = "TPL"
@@ -1007,8 +1067,8 @@ class PolicyCore(wiring.Component):
             with m.State("TRACK"):
                 # ModelDevice._track: UDP idle timer; TCP SYN re-open, FIN, RST
                 with m.If(is_udp):
-                    m.d.sync += [entry.timed.eq(1), entry.deadline.eq(meta.now + regs.udp_idle)]
-                    arm(meta.now + regs.udp_idle)
+                    m.d.sync += [entry.timed.eq(1), entry.deadline.eq(udp_deadline)]
+                    arm(udp_deadline, udp_earlier)
                     m.next = "WRITE_LATCH"
                 with m.Elif((entry.state == LatchState.TIME_WAIT) & syn_only):
                     m.d.sync += [entry.fin_in.eq(0), entry.fin_out.eq(0), entry.timed.eq(0),
@@ -1022,8 +1082,8 @@ class PolicyCore(wiring.Component):
                     with m.If((entry.state != LatchState.TIME_WAIT)
                               & ((flags & TCP_RST).any() | (fin_in & fin_out))):
                         m.d.sync += [entry.state.eq(LatchState.TIME_WAIT), entry.timed.eq(1),
-                                     entry.deadline.eq(meta.now + regs.time_wait)]
-                        arm(meta.now + regs.time_wait)
+                                     entry.deadline.eq(tw_deadline)]
+                        arm(tw_deadline, tw_earlier)
                         event(entry.state, LatchState.TIME_WAIT,
                               Mux((flags & TCP_RST).any(), Cause.RST, Cause.FIN))
                         m.next = "WRITE_LATCH_EV"
@@ -1045,12 +1105,12 @@ class PolicyCore(wiring.Component):
 
             with m.State("FINISH"):
                 m.d.comb += self.verdict.valid.eq(1)
+                m.d.comb += drop_rp_inc.addr.eq(v.reason)
+                m.d.sync += drop_count.eq(Mux(drop_live.bit_select(v.reason, 1), drop_rp_inc.data, 0))
                 with m.If(self.verdict.ready):
                     with m.If(v.action == Verdict.DROP):
-                        m.d.comb += [drop_rp_inc.addr.eq(v.reason), drop_wp.addr.eq(v.reason),
-                                     drop_wp.en.eq(1),
-                                     drop_wp.data.eq(Mux(drop_live.bit_select(v.reason, 1),
-                                                         drop_rp_inc.data, 0) + 1)]
+                        # the reason's counter is written in COUNT (timing:
+                        # no 32-bit add behind the LUT RAM read)
                         m.d.sync += drop_live.bit_select(v.reason, 1).eq(1)
                     with m.Elif(v.action == Verdict.FORWARD):
                         m.d.sync += forwarded.eq(forwarded + 1)
@@ -1059,7 +1119,9 @@ class PolicyCore(wiring.Component):
             # per-SA and per-latch counters (ModelDevice: sa.counters, latch
             # packets/bytes/drops): read, then write back the sums
             with m.State("COUNT"):
-                m.d.comb += [sactr_rp.addr.eq(sa_idx), lctr_rp.addr.eq(slot)]
+                m.d.comb += [sactr_rp.addr.eq(sa_idx), lctr_rp.addr.eq(slot),
+                             drop_wp.addr.eq(v.reason), drop_wp.en.eq(v.action == Verdict.DROP),
+                             drop_wp.data.eq(drop_count + 1)]
                 with m.If(v.action == Verdict.CRYPTO):
                     m.next = "IDLE"               # counted when it comes back decapsulated
                 with m.Else():
