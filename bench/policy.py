@@ -418,9 +418,21 @@ def run_and_report(run, freq: float):
     if "error" in syn:
         print(f"   {syn['error']} ({time.monotonic() - t:.0f} s)")
         if "TRELLIS_COMB" not in syn:
-            return
+            return syn
         print("   figures below: after packing/placement (not routed)")
     report(syn, freq)
+    return syn
+
+
+def report_rate(cycles: dict, syn: dict):
+    """Frames per second of the whole core at a synthesis run's Fmax (the
+    simulated cycles per frame of this run)."""
+    if not cycles or "fmax_mhz" not in syn:
+        return
+    kind = "routed" if syn.get("routed") else "placement estimate"
+    print(f"   at this Fmax ({syn['fmax_mhz']} MHz, {kind}), 64 B frames back to back: "
+          + ", ".join(f"{name} {syn['fmax_mhz'] / c:.2f}" for name, c in cycles.items())
+          + " Mframes/s (1 GbE: 1.488)")
 
 
 def main(argv=None) -> int:
@@ -433,6 +445,7 @@ def main(argv=None) -> int:
     ap.add_argument("--component", choices=list(components()), action="append",
                     help="also place and route this table component alone on the 25F (repeatable)")
     a = ap.parse_args(argv)
+    core = {}
     if not a.no_sim:
         print("== simulation (Amaranth simulator, exact cycles; back to back, no stalls)")
         for name, frame in _frames().items():
@@ -450,7 +463,8 @@ def main(argv=None) -> int:
             got = latch_cycles(80, 16, v)
             print(f"   split latch table (64 IPv4 + 16 IPv6 slots), IPv{v} flow: "
                   + ", ".join(f"{name} {c}" for name, c in got.items()) + " cycles")
-        for name, c in core_cycles().items():
+        core = core_cycles()
+        for name, c in core.items():
             print(f"   whole core, 64 B frames back to back, {name}: {c:.1f} cycles/frame "
                   f"= {125 / c:.2f} Mframes/s at 125 MHz")
         print("   (1 GbE line rate with 64 B frames: 1.488 Mframes/s)")
@@ -461,7 +475,7 @@ def main(argv=None) -> int:
                   f"{capacity_text(cap, ways, cap6)}, per-latch counters {'yes' if lctr else 'no'}, "
                   f"SAD/PAD RAM rows {rows}, "
                   f"clock constraint {freq} MHz")
-            run_and_report(lambda: synthesize(target, a.timeout), freq)
+            report_rate(core, run_and_report(lambda: synthesize(target, a.timeout), freq) or {})
     for name in a.component or []:
         freq = TARGETS["25f"][1]
         print(f"== {name} alone on the 25F (scan shell), clock constraint {freq} MHz")
