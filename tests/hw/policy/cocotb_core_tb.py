@@ -92,13 +92,16 @@ class TB:
         assert int(r.resp) == 0
 
     async def frame(self, inbound, frame, now_tick, decap=None):
-        """decap: (SA slot, sequence number, DecapStatus) for a second pass."""
+        """decap: (SA slot, sequence number, DecapStatus, SA generation) for a
+        second pass: the first pass's verdict sa, seq and gen, and the
+        crypto path's status."""
         self.dut.meta_inbound.value = int(inbound)
         self.dut.meta_now.value = now_tick
         self.dut.meta_decap.value = int(decap is not None)
         if decap is not None:
             self.dut.meta_sa.value, self.dut.meta_seq.value = decap[0], decap[1]
             self.dut.meta_status.value = decap[2].value
+            self.dut.meta_gen.value = decap[3]
         await self.src.send(AxiStreamFrame(frame))
         for _ in range(20000):
             ready = int(self.rng.random() >= 0.3) if self.stall else 1
@@ -119,7 +122,8 @@ class TB:
             return first, first
         name = {v: k for k, v in slots.items()}[first["sa"]]
         status, inner = decap(model.sad.by_name[name], frame, first["seq"])
-        final = await self.frame(True, inner, now_tick, (first["sa"], first["seq"], status))
+        final = await self.frame(True, inner, now_tick, (first["sa"], first["seq"], status,
+                                                          first["gen"]))
         assert final["action"] != 2, "a second pass never goes to the crypto path"
         return first, final
 
