@@ -339,7 +339,8 @@ def core_cycles(count: int = 16) -> dict:
         # first pass of an ESP frame: header, SAD lookup, replay check
         "inbound ESP, first pass (to the crypto path)": lambda i: pad(
             eth / IP(src="203.0.113.5", dst="192.0.2.1") / ESP(spi=0x1001, seq=i + 1) / Raw(bytes(16))),
-        # second pass: the decapsulated inner frame (meta.decap, sequence number i + 1):
+        # second pass: the decapsulated inner frame (meta.decap, sequence number i + 1,
+        # the SA generation the first pass's CRYPTO verdicts gave):
         # window re-check and update, latch lookup, SPD, PAD claim, delivered
         # (no Ethernet padding: the inner packet must fill its frame)
         "inbound second pass, TCP ACK delivered (decap)": lambda i: bytes(
@@ -347,6 +348,7 @@ def core_cycles(count: int = 16) -> dict:
     }
     from latchnic.sim.drops import REASONS
     out, verdicts = {}, {}
+    gen = {"alice-in": None}        # verdict.gen of the first pass (CRYPTO), for meta.gen
 
     async def axil_write(ctx, addr, value):
         ctx.set(dut.s_axil_awaddr, addr)
@@ -368,6 +370,9 @@ def core_cycles(count: int = 16) -> dict:
             ctx.set(dut.meta.inbound, name.startswith("inbound"))
             ctx.set(dut.meta.decap, "(decap)" in name)
             ctx.set(dut.meta.sa, slots["alice-in"])
+            if "(decap)" in name:
+                assert gen["alice-in"] is not None, "no first pass gave the SA's generation"
+                ctx.set(dut.meta.gen, gen["alice-in"])
             times = []
 
             frames = [make(i) for i in range(count)]
@@ -390,6 +395,8 @@ def core_cycles(count: int = 16) -> dict:
                 got = ctx.get(dut.verdict.valid)
                 if got and not times:
                     v = ctx.get(dut.verdict.payload)
+                    if v.action.value == 2:
+                        gen["alice-in"] = v.gen
                     verdicts[name] = ("forward" if v.action.value == 0 else
                                       "crypto" if v.action.value == 2 else
                                       f"drop {list(REASONS)[v.reason]}")

@@ -18,7 +18,9 @@ It decides exactly as `latchnic.sim.device.ModelDevice` does for
   header checks, SAD lookup (no_sa), anti-replay check (replay); a frame
   that passes leaves with action CRYPTO, its SA and full sequence number.
   The crypto path verifies the ICV, decapsulates and sends the inner frame
-  back with `meta.decap` (SA, sequence number, DecapStatus). Second pass:
+  back with `meta.decap` (SA, sequence number, SA generation, DecapStatus).
+  Second pass: no_sa when the SA slot was deleted, turned outbound or
+  re-committed (generation changed) since the first pass,
   icv / malformed / bad_padding as the crypto path says, anti-replay window
   update (after a re-check: fail closed if another frame of the same number
   got there first), the inner packet's parse, then latch enforcement
@@ -51,6 +53,20 @@ from .selectors import flow_layout
 from .spd import Action, SpdEngine, rule_layout
 
 
+# Per-SA-slot generation: every SAD commit to a slot (write or clear) adds
+# 1 to its generation. The first pass of an inbound ESP/AH frame hands the
+# slot's generation out with CRYPTO (verdict.gen), the crypto path hands it
+# back (meta.gen) and the second pass drops `no_sa` when the slot's
+# generation moved: the SA the frame was verified with is no longer the one
+# in that slot (deleted, or replaced by another SA, perhaps of another peer).
+# Gateware only: ModelDevice decides both passes in one call. Modulo 2**8:
+# 256 commits to one slot (or a multiple of 256) while one frame is in the
+# crypto path look like none (each commit is its staged words plus
+# TBL_COMMIT over AXI4-Lite, so thousands of bus writes within one frame's
+# crypto latency); not guarded further.
+GEN_BITS = 8
+
+
 class Verdict(enum.Enum, shape=2):
     FORWARD = 0
     DROP = 1
@@ -76,6 +92,7 @@ verdict_layout = data.StructLayout({
     "sa_valid": 1,
     "sa": 16,
     "seq": 64,
+    "gen": GEN_BITS,     # CRYPTO: the SA slot's generation at the SAD hit
 })
 
 event_layout = data.StructLayout({
@@ -95,9 +112,10 @@ class DecapStatus(enum.Enum, shape=3):
 
 # decap = 1: the frame is the decapsulated inner frame of an inbound ESP/AH
 # frame whose first pass said CRYPTO (always inbound); sa, seq (the full
-# sequence number the first pass gave) and status come from the crypto path
+# sequence number the first pass gave), gen (the first pass's verdict.gen)
+# and status come from the crypto path
 meta_layout = data.StructLayout({"inbound": 1, "now": 32, "decap": 1, "sa": 16, "seq": 64,
-                                 "status": DecapStatus})
+                                 "status": DecapStatus, "gen": GEN_BITS})
 
 # per-latch counters (CTR_READ view too)
 ctr_layout = data.StructLayout({"packets_in": 32, "packets_out": 32, "bytes_in": 48,
@@ -274,6 +292,23 @@ class PolicyCore(wiring.Component):
         sa_valid = Signal()
         sa_idx = Signal(16)
         v = Signal(verdict_layout)
+        # per-SA-slot generation (GEN_BITS above): LUT RAM (an asynchronous
+        # read port: no block RAM, the 25F has none to spare), one read port
+        # registered into gen_q. Its address is the frame's SA slot while
+        # the FSM is busy, the TBL_COMMIT index in IDLE: COMMIT is entered
+        # only from IDLE, so gen_q holds the committed slot's generation there
+        # (read-modify-write: registered output + 1 into the write port).
+        # A frame's first pass: SAD_WAIT sets sa_idx, RP_REQ reads, RP_WAIT
+        # gives gen_q out with CRYPTO. Second pass: DECAP sets sa_idx =
+        # meta.sa, DC_SA_READ reads, DC_SA_GOT registers the compare (gen_ok),
+        # DC_SA_CHECK decides on that bit.
+        m.submodules.genmem = genmem = Memory(shape=GEN_BITS, depth=p.sas, init=[])
+        gen_wp = genmem.write_port()
+        gen_rp = genmem.read_port(domain="comb")
+        gen_q = Signal(GEN_BITS)
+        gen_ok = Signal()
+        m.d.comb += gen_rp.addr.eq(Mux(busy, sa_idx, commit[0:16]))
+        m.d.sync += gen_q.eq(gen_rp.data)
         m.d.comb += self.verdict.payload.eq(v)
         entry = Signal(entry_layout)            # the latch being tracked / written
         slot = Signal(16)
@@ -452,7 +487,10 @@ class PolicyCore(wiring.Component):
                                      sad.w_en.eq(1), sad.w_index.eq(index),
                                      sad.w_data.eq(Mux(clear, 0, sv.sel.as_value())),
                                      # a new SA starts counting from 0 (as the model's new SaState)
-                                     sactr_wp.en.eq(1), sactr_wp.addr.eq(index), sactr_wp.data.eq(0)]
+                                     sactr_wp.en.eq(1), sactr_wp.addr.eq(index), sactr_wp.data.eq(0),
+                                     # and the slot gets a new generation (write or clear)
+                                     gen_wp.en.eq(1), gen_wp.addr.eq(index),
+                                     gen_wp.data.eq(gen_q + 1)]
                         with m.If(~clear & sv.sa.valid & ~sv.sa.out):
                             m.d.sync += [rp_init.sa.eq(index), rp_init.seq.eq(sv.sa.seq),
                                          rp_init.esn.eq(sv.sa.esn), rp_init.size.eq(sv.window),
@@ -792,7 +830,8 @@ class PolicyCore(wiring.Component):
                         drop("unsupported")
                     with m.Else():
                         # on to the ICV; the window moves only after it verified
-                        m.d.sync += [v.action.eq(Verdict.CRYPTO), v.seq.eq(replay.resp.payload.seq)]
+                        m.d.sync += [v.action.eq(Verdict.CRYPTO), v.seq.eq(replay.resp.payload.seq),
+                                     v.gen.eq(gen_q)]    # the slot's generation at the SAD hit
                         m.next = "FINISH"
 
             # ---- inbound second pass: the decapsulated inner frame
@@ -814,11 +853,17 @@ class PolicyCore(wiring.Component):
             with m.State("DC_SA_READ"):
                 m.next = "DC_SA_GOT"             # the SA word on its way to sa_q
             with m.State("DC_SA_GOT"):
-                m.d.sync += sa.eq(sa_q)
+                m.d.sync += [sa.eq(sa_q), gen_ok.eq(gen_q == meta.gen)]
                 m.next = "DC_SA_CHECK"
             with m.State("DC_SA_CHECK"):
-                with m.If(~sa.valid | sa.out):
-                    drop("no_sa")                 # the SA went away between the passes
+                with m.If(~gen_ok | ~sa.valid | sa.out):
+                    # the SA went away between the passes: deleted, turned
+                    # outbound, or replaced in its slot (generation moved;
+                    # the frame was verified with the old SA's key). Fail
+                    # closed before the window; the frame counts on no SA,
+                    # so a new SA in the slot keeps its counters
+                    m.d.sync += sa_valid.eq(0)
+                    drop("no_sa")
                 with m.Else():
                     m.next = "DC_RECHECK"
             # RFC 4303 3.4.3: update only after the ICV. The first pass checked

@@ -92,13 +92,16 @@ class TB:
         assert int(r.resp) == 0
 
     async def frame(self, inbound, frame, now_tick, decap=None):
-        """decap: (SA slot, sequence number, DecapStatus) for a second pass."""
+        """decap: (SA slot, sequence number, DecapStatus, SA generation) for a
+        second pass: the first pass's verdict sa, seq and gen, and the
+        crypto path's status."""
         self.dut.meta_inbound.value = int(inbound)
         self.dut.meta_now.value = now_tick
         self.dut.meta_decap.value = int(decap is not None)
         if decap is not None:
             self.dut.meta_sa.value, self.dut.meta_seq.value = decap[0], decap[1]
             self.dut.meta_status.value = decap[2].value
+            self.dut.meta_gen.value = decap[3]
         await self.src.send(AxiStreamFrame(frame))
         for _ in range(20000):
             ready = int(self.rng.random() >= 0.3) if self.stall else 1
@@ -119,7 +122,8 @@ class TB:
             return first, first
         name = {v: k for k, v in slots.items()}[first["sa"]]
         status, inner = decap(model.sad.by_name[name], frame, first["seq"])
-        final = await self.frame(True, inner, now_tick, (first["sa"], first["seq"], status))
+        final = await self.frame(True, inner, now_tick, (first["sa"], first["seq"], status,
+                                                          first["gen"]))
         assert final["action"] != 2, "a second pass never goes to the crypto path"
         return first, final
 
@@ -449,3 +453,91 @@ async def latching_scenarios(dut):
     except BackendError as e:
         assert str(e) == f"no latch in slot {slot}", e
     await compare(tb.drv, model, dut._log)
+
+
+@cocotb.test()
+async def sa_replaced_between_passes(dut):
+    """An inbound SA replaced in its SAD slot between the two passes of a
+    frame (gateware only: ModelDevice decides both passes in one call).
+
+    The host rewrites SA "alice-in" as bob's SA with another key (same name:
+    the driver commits it to the same SAD slot) after the frame's first pass
+    said CRYPTO with alice's SA. The second pass, verified with alice's key,
+    must not be attributed to bob's SA: drop `no_sa` (the slot's generation
+    moved), no SA in the verdict, bob's SA counters 0 and its window where the
+    commit set it. Control: the original SA back, the same frame, and only
+    other tables rewritten between its passes (the driver applies the same
+    configuration again: no SAD commit): delivered under alice's SA."""
+    from latchnic.config import parse_config
+    from latchnic.hw.policy.core import DecapStatus
+
+    from crypto_path import decap
+    from peer_gen import Peers
+
+    path = os.environ["CORE_CONFIG"]
+    text = open(path).read()
+    cfg = load_config(path)
+    head, sep, rest = text.partition('name = "alice-in"\n')
+    block, nxt, tail = rest.partition("[[sa]]")
+    new_block = (block.replace('peer = "alice@example.org"', 'peer = "bob@example.org"')
+                 .replace('key = "000102030405060708090a0b0c0d0e0fcafebabe"',
+                          'key = "f0f1f2f3f4f5f6f7f8f9fafbfcfdfeffcafebabe"'))
+    assert sep and nxt and new_block.count("bob@") == 1 and "f0f1" in new_block, block
+    replaced = parse_config(head + sep + new_block + nxt + tail, "replaced")
+    new_sa = next(s for s in replaced.sas if s.name == "alice-in")
+
+    model = ModelDevice.from_config(cfg)        # alice-in's keys for the crypto path
+    tb = TB(dut, 11, False)
+    await tb.reset()
+    tb.drv = await CoreDriver.open(tb.axil, TICK_NS)
+    await tb.drv.call("apply", cfg)
+    slot = tb.drv.slots["alice-in"]
+    rng = random.Random(11)
+    # alice's flow, TCP ACK: in-rule 203.0.113.0/24 protect, PAD claim (alice and
+    # bob both claim it), no template clones: delivered under either SA
+    f = Peers(cfg).frame(rng, (False, "203.0.113.5", "tcp", 40020, 80), "A", name="alice-in",
+                         kind="fresh")
+    mv = model.process(f, "in", 3 * TICK_NS)
+    assert (mv.action, mv.sa, mv.latch) == ("forward", "alice-in", None), mv
+    no_sa = regs.DROP_MALFORMED + 4 * REASON_CODES["no_sa"]
+
+    async def first_pass():
+        p1 = await tb.frame(True, f, 3)
+        assert (p1["action"], p1["sa_valid"], p1["sa"]) == (2, 1, slot), p1
+        return p1
+
+    async def second_pass(p1):
+        status, inner = decap(model.sad.by_name["alice-in"], f, p1["seq"])
+        assert status == DecapStatus.OK
+        return await tb.frame(True, inner, 3, (p1["sa"], p1["seq"], status, p1["gen"]))
+
+    # replaced between the passes
+    p1 = await first_pass()
+    await tb.drv.call("apply", replaced)
+    assert tb.drv.slots["alice-in"] == slot, tb.drv.slots
+    drops_before, fwd_before = await tb.rd(no_sa), await tb.rd(regs.FORWARDED)
+    v = await second_pass(p1)
+    assert (v["action"], v["reason"]) == (1, REASON_CODES["no_sa"]), v
+    assert (v["sa_valid"], v["latch_valid"]) == (0, 0), v
+    assert await tb.rd(no_sa) == drops_before + 1
+    assert await tb.rd(regs.FORWARDED) == fwd_before
+    c = await tb.counters(slot, False)
+    assert (c["packets_in"], c["bytes_in"], c["drops"], c["seq"]) == (0, 0, 0, new_sa.seq), c
+    p_new = await tb.frame(True, f, 3)      # alice's frame under bob's SPI/key: a first pass
+    assert p_new["action"] == 2 and p_new["gen"] != p1["gen"], (p1, p_new)   # sees the new one
+
+    # control: the original SA back (rewritten: a fresh window), the same frame;
+    # between its passes the driver applies the same configuration again (SPD,
+    # templates, PAD rewritten, re-check; the SAD untouched): delivered
+    await tb.drv.call("apply", cfg)
+    assert tb.drv.slots["alice-in"] == slot, tb.drv.slots
+    p2 = await first_pass()
+    commits = await tb.rd(regs.TBL_COMMITS)
+    await tb.drv.call("apply", cfg)
+    assert await tb.rd(regs.TBL_COMMITS) > commits
+    v = await second_pass(p2)
+    assert (v["action"], v["sa_valid"], v["sa"]) == (0, 1, slot), v
+    c = await tb.counters(slot, False)
+    assert (c["packets_in"], c["drops"], c["seq"]) == (1, 0, p2["seq"]), c
+    dut._log.info("replaced between the passes: no_sa (generation %d -> %d); control delivered "
+                  "(generation %d)", p1["gen"], p_new["gen"], p2["gen"])

@@ -58,13 +58,13 @@ class CoreTop(wiring.Component):
 
     def __init__(self, params):
         from latchnic.hw.axil import axil_members
-        from latchnic.hw.policy.core import PolicyCore, verdict_layout
+        from latchnic.hw.policy.core import GEN_BITS, PolicyCore, verdict_layout
         self.core = PolicyCore(params)
         super().__init__({**axil_members(), **axis_in_members(),
                           "meta_inbound": In(1), "meta_now": In(32),
                           # second pass of inbound ESP/AH (core.meta_layout)
                           "meta_decap": In(1), "meta_sa": In(16), "meta_seq": In(64),
-                          "meta_status": In(3),
+                          "meta_status": In(3), "meta_gen": In(GEN_BITS),
                           "verdict_data": Out(verdict_layout.size), "verdict_valid": Out(1),
                           "verdict_ready": In(1), "irq": Out(1)})
 
@@ -79,6 +79,7 @@ class CoreTop(wiring.Component):
         m.d.comb += [c.meta.inbound.eq(self.meta_inbound), c.meta.now.eq(self.meta_now),
                      c.meta.decap.eq(self.meta_decap), c.meta.sa.eq(self.meta_sa),
                      c.meta.seq.eq(self.meta_seq), c.meta.status.eq(self.meta_status),
+                     c.meta.gen.eq(self.meta_gen),
                      self.verdict_data.eq(c.verdict.payload.as_value()),
                      self.verdict_valid.eq(c.verdict.valid), c.verdict.ready.eq(self.verdict_ready),
                      self.irq.eq(c.irq)]

@@ -27,6 +27,13 @@ def test_core_latching_scenarios():
     _run("scenarios", testcase="latching_scenarios", CORE_DRIFT=DRIFT)
 
 
+def test_core_sa_replaced_between_passes():
+    """The SA in a frame's SAD slot replaced (another peer and key) between
+    its first pass (CRYPTO) and its second: drop `no_sa`, the new SA's
+    counters and window untouched; without the replacement, delivered."""
+    _run("sa_replaced", testcase="sa_replaced_between_passes")
+
+
 def test_core_random_mix():
     _run("mix", CORE_SEED=1, CORE_COUNT=1500, CORE_STALL=0)
 
