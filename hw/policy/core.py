@@ -411,8 +411,9 @@ class PolicyCore(wiring.Component):
             m.d.sync += timed_any.eq(1)
         rp_init = Signal(replay.cmd.payload.shape())
 
-        # default: no table requests
-        wr_latch = Signal()
+        # LATCH / LATCH_WAIT: which of the two lookups is taken / answered,
+        # and whether the SPD's rule's SA word has reached sa_q
+        l_done, s_done, sa_ready = Signal(), Signal(), Signal()
 
         with m.FSM() as fsm:
             m.d.comb += busy.eq(~fsm.ongoing("IDLE"))
@@ -922,17 +923,36 @@ class PolicyCore(wiring.Component):
                     with m.Else():
                         m.next = "SEND"
 
+            # a frame with ports: the latch lookup and the SPD lookup run at
+            # the same time (both only read; DECIDE weighs them in the
+            # model's order), then the SPD rule's SA word
             with m.State("LATCH"):
-                m.d.comb += [latch.cmd.valid.eq(1), latch.cmd.payload.op.eq(Op.LOOKUP),
-                             latch.cmd.payload.flow.eq(flow), latch.cmd.payload.now.eq(meta.now)]
-                with m.If(latch.cmd.ready):
+                m.d.comb += [latch.cmd.valid.eq(~l_done), latch.cmd.payload.op.eq(Op.LOOKUP),
+                             latch.cmd.payload.flow.eq(flow), latch.cmd.payload.now.eq(meta.now),
+                             spd.req.valid.eq(~s_done), spd.req.payload.inbound.eq(meta.inbound),
+                             spd.req.payload.flow.eq(flow)]
+                l_taken = l_done | latch.cmd.ready
+                s_taken = s_done | spd.req.ready
+                m.d.sync += [l_done.eq(l_taken), s_done.eq(s_taken)]
+                with m.If(l_taken & s_taken):
+                    m.d.sync += [l_done.eq(0), s_done.eq(0), sa_ready.eq(0)]
                     m.next = "LATCH_WAIT"
             with m.State("LATCH_WAIT"):
-                m.d.comb += latch.resp.ready.eq(1)
-                with m.If(latch.resp.valid):
+                # the SA word of the SPD's rule: its address from the
+                # response onwards, in sa_q from two cycles after (sa_ready)
+                m.d.comb += [latch.resp.ready.eq(~l_done), spd.resp.ready.eq(~s_done),
+                             sa_rp.addr.eq(Mux(s_done, sres.sa, spd.resp.payload.sa))]
+                with m.If(latch.resp.valid & ~l_done):
                     m.d.sync += [lres.eq(latch.resp.payload), have_latch.eq(latch.resp.payload.hit),
-                                 entry.eq(latch.resp.payload.entry), slot.eq(latch.resp.payload.slot)]
-                    m.next = "SPD"
+                                 entry.eq(latch.resp.payload.entry), slot.eq(latch.resp.payload.slot),
+                                 l_done.eq(1)]
+                with m.If(spd.resp.valid & ~s_done):
+                    m.d.sync += [sres.eq(spd.resp.payload), s_done.eq(1)]
+                with m.If(s_done):
+                    m.d.sync += sa_ready.eq(1)
+                with m.If(l_done & s_done & sa_ready):
+                    m.d.sync += [l_done.eq(0), s_done.eq(0)]
+                    m.next = "SA_GOT"
 
             with m.State("SPD"):
                 m.d.comb += [spd.req.valid.eq(1), spd.req.payload.inbound.eq(meta.inbound),
