@@ -413,7 +413,8 @@ class PolicyCore(wiring.Component):
 
         # LATCH / LATCH_WAIT: which of the two lookups is taken / answered,
         # and whether the SPD's rule's SA word has reached sa_q
-        l_done, s_done, sa_ready = Signal(), Signal(), Signal()
+        l_done, s_done, t_done, sa_ready = Signal(), Signal(), Signal(), Signal()
+        lk_out = Signal()               # lookups issued, answers not all taken
 
         with m.FSM() as fsm:
             m.d.comb += busy.eq(~fsm.ongoing("IDLE"))
@@ -865,6 +866,8 @@ class PolicyCore(wiring.Component):
                     # so a new SA in the slot keeps its counters
                     m.d.sync += sa_valid.eq(0)
                     drop("no_sa")
+                with m.Elif(flow.ports_valid):
+                    m.next = "LATCH"              # the lookups run during the window steps
                 with m.Else():
                     m.next = "DC_RECHECK"
             # RFC 4303 3.4.3: update only after the ICV. The first pass checked
@@ -903,7 +906,7 @@ class PolicyCore(wiring.Component):
                     # not IP, or its length disagrees with the ESP/AH payload
                     drop("malformed")
                 with m.Elif(flow.ports_valid):
-                    m.next = "LATCH"
+                    m.next = "LATCH_WAIT"         # issued before DC_RECHECK
                 with m.Else():
                     m.next = "SPD"
 
@@ -923,24 +926,34 @@ class PolicyCore(wiring.Component):
                     with m.Else():
                         m.next = "SEND"
 
-            # a frame with ports: the latch lookup and the SPD lookup run at
-            # the same time (both only read; DECIDE weighs them in the
-            # model's order), then the SPD rule's SA word
+            # a frame with ports: the latch, SPD and template lookups run at
+            # the same time (they only read; DECIDE and TPL weigh them in
+            # the model's order; a frame that clones nothing ignores the
+            # template's answer), then the SPD rule's SA word. A second pass
+            # issues them before its window steps and collects them after
+            # (lk_out: FINISH takes the answers of a frame dropped meanwhile)
             with m.State("LATCH"):
                 m.d.comb += [latch.cmd.valid.eq(~l_done), latch.cmd.payload.op.eq(Op.LOOKUP),
                              latch.cmd.payload.flow.eq(flow), latch.cmd.payload.now.eq(meta.now),
                              spd.req.valid.eq(~s_done), spd.req.payload.inbound.eq(meta.inbound),
-                             spd.req.payload.flow.eq(flow)]
+                             spd.req.payload.flow.eq(flow),
+                             tpl.req.valid.eq(~t_done), tpl.req.payload.flow.eq(flow)]
                 l_taken = l_done | latch.cmd.ready
                 s_taken = s_done | spd.req.ready
-                m.d.sync += [l_done.eq(l_taken), s_done.eq(s_taken)]
-                with m.If(l_taken & s_taken):
-                    m.d.sync += [l_done.eq(0), s_done.eq(0), sa_ready.eq(0)]
-                    m.next = "LATCH_WAIT"
+                t_taken = t_done | tpl.req.ready
+                m.d.sync += [l_done.eq(l_taken), s_done.eq(s_taken), t_done.eq(t_taken)]
+                with m.If(l_taken & s_taken & t_taken):
+                    m.d.sync += [l_done.eq(0), s_done.eq(0), t_done.eq(0), sa_ready.eq(0),
+                                 lk_out.eq(1)]
+                    with m.If(meta.decap):
+                        m.next = "DC_RECHECK"
+                    with m.Else():
+                        m.next = "LATCH_WAIT"
             with m.State("LATCH_WAIT"):
                 # the SA word of the SPD's rule: its address from the
                 # response onwards, in sa_q from two cycles after (sa_ready)
                 m.d.comb += [latch.resp.ready.eq(~l_done), spd.resp.ready.eq(~s_done),
+                             tpl.resp.ready.eq(~t_done),
                              sa_rp.addr.eq(Mux(s_done, sres.sa, spd.resp.payload.sa))]
                 with m.If(latch.resp.valid & ~l_done):
                     m.d.sync += [lres.eq(latch.resp.payload), have_latch.eq(latch.resp.payload.hit),
@@ -948,10 +961,12 @@ class PolicyCore(wiring.Component):
                                  l_done.eq(1)]
                 with m.If(spd.resp.valid & ~s_done):
                     m.d.sync += [sres.eq(spd.resp.payload), s_done.eq(1)]
+                with m.If(tpl.resp.valid & ~t_done):
+                    m.d.sync += [tres.eq(tpl.resp.payload), t_done.eq(1)]
                 with m.If(s_done):
                     m.d.sync += sa_ready.eq(1)
-                with m.If(l_done & s_done & sa_ready):
-                    m.d.sync += [l_done.eq(0), s_done.eq(0)]
+                with m.If(l_done & s_done & t_done & sa_ready):
+                    m.d.sync += [l_done.eq(0), s_done.eq(0), t_done.eq(0), lk_out.eq(0)]
                     m.next = "SA_GOT"
 
             with m.State("SPD"):
@@ -1073,22 +1088,16 @@ class PolicyCore(wiring.Component):
                     m.next = "SEND"
 
             with m.State("TPL"):
-                m.d.comb += [tpl.req.valid.eq(1), tpl.req.payload.flow.eq(flow)]
-                with m.If(tpl.req.ready):
-                    m.next = "TPL_WAIT"
-            with m.State("TPL_WAIT"):
-                m.d.comb += tpl.resp.ready.eq(1)
-                with m.If(tpl.resp.valid):
-                    t = tpl.resp.payload
-                    m.d.sync += tres.eq(t)
-                    with m.If(~t.hit):
-                        m.next = "SEND"
-                    with m.Elif(t.pin_peer & (t.peer != sa.peer)):
-                        drop("latch_peer")
-                    with m.Elif(lres.full):
-                        drop("latch_table_full")
-                    with m.Else():
-                        m.next = "CLONE"
+                # the template lookup ran with the latch lookup (LATCH)
+                t = tres
+                with m.If(~t.hit):
+                    m.next = "SEND"
+                with m.Elif(t.pin_peer & (t.peer != sa.peer)):
+                    drop("latch_peer")
+                with m.Elif(lres.full):
+                    drop("latch_table_full")
+                with m.Else():
+                    m.next = "CLONE"
 
             with m.State("CLONE"):
                 new = Signal(entry_layout)
@@ -1169,10 +1178,21 @@ class PolicyCore(wiring.Component):
                     m.next = "FINISH"
 
             with m.State("FINISH"):
-                m.d.comb += self.verdict.valid.eq(1)
+                # a second pass dropped with its lookups in flight: take
+                # their answers first (the tables are idle for the next frame)
+                with m.If(lk_out):
+                    m.d.comb += [latch.resp.ready.eq(~l_done), spd.resp.ready.eq(~s_done),
+                                 tpl.resp.ready.eq(~t_done)]
+                    l_now = l_done | latch.resp.valid
+                    s_now = s_done | spd.resp.valid
+                    t_now = t_done | tpl.resp.valid
+                    m.d.sync += [l_done.eq(l_now), s_done.eq(s_now), t_done.eq(t_now)]
+                    with m.If(l_now & s_now & t_now):
+                        m.d.sync += [l_done.eq(0), s_done.eq(0), t_done.eq(0), lk_out.eq(0)]
+                m.d.comb += self.verdict.valid.eq(~lk_out)
                 m.d.comb += drop_rp_inc.addr.eq(v.reason)
                 m.d.sync += drop_count.eq(Mux(drop_live.bit_select(v.reason, 1), drop_rp_inc.data, 0))
-                with m.If(self.verdict.ready):
+                with m.If(self.verdict.ready & ~lk_out):
                     with m.If(v.action == Verdict.DROP):
                         # the reason's counter is written in COUNT (timing:
                         # no 32-bit add behind the LUT RAM read)
