@@ -541,3 +541,60 @@ async def sa_replaced_between_passes(dut):
     assert (c["packets_in"], c["drops"], c["seq"]) == (1, 0, p2["seq"]), c
     dut._log.info("replaced between the passes: no_sa (generation %d -> %d); control delivered "
                   "(generation %d)", p1["gen"], p_new["gen"], p2["gen"])
+
+
+@cocotb.test()
+async def duplicate_in_crypto_path(dut):
+    """Two copies of one ESP frame both pass the first pass (the window moves
+    only after the ICV) and come back from the crypto path one after the
+    other: the first is delivered, the second dropped `replay` by the
+    second pass's re-check, while that pass's latch, SPD and template
+    lookups are still in flight (a frame with ports issues them before its
+    window steps). The frames after it must be decided on their own
+    lookups: an outbound SYN that clones a latch (the next frame, so no
+    verdict in between could take the old answers), then a fresh frame of
+    the flow delivered, both as the model decides them."""
+    from crypto_path import decap
+    from peer_gen import Peers
+    from traffic_gen import frame as make_frame
+
+    cfg = load_config(os.environ["CORE_CONFIG"])
+    model = ModelDevice.from_config(cfg)
+    tb = TB(dut, 13, False)
+    await tb.reset()
+    tb.drv = await CoreDriver.open(tb.axil, TICK_NS)
+    await tb.drv.call("apply", cfg)
+    slots = tb.drv.slots
+    rng = random.Random(13)
+    peers = Peers(cfg)
+    fl = (False, "203.0.113.5", "tcp", 40030, 80)
+    f = peers.frame(rng, fl, "A", name="alice-in", kind="fresh")
+    replay_reg = regs.DROP_MALFORMED + 4 * REASON_CODES["replay"]
+    replays = await tb.rd(replay_reg)
+
+    p1a = await tb.frame(True, f, 3)
+    p1b = await tb.frame(True, f, 3)
+    assert p1a["action"] == p1b["action"] == 2 and p1a["seq"] == p1b["seq"], (p1a, p1b)
+    status, inner = decap(model.sad.by_name["alice-in"], f, p1a["seq"])
+    first = await tb.frame(True, inner, 3, (p1a["sa"], p1a["seq"], status, p1a["gen"]))
+    second = await tb.frame(True, inner, 3, (p1b["sa"], p1b["seq"], status, p1b["gen"]))
+    mv_first, mv_second = model.process(f, "in", 3 * TICK_NS), model.process(f, "in", 3 * TICK_NS)
+    assert (mv_first.action, mv_second.action, mv_second.reason) == ("forward", "drop", "replay")
+    assert first["action"] == 0 and (first["sa_valid"], first["sa"]) == (1, slots["alice-in"]), first
+    assert (second["action"], second["reason"]) == (1, REASON_CODES["replay"]), second
+    assert await tb.rd(replay_reg) == replays + 1
+
+    # the next frames: their own lookups, not the dropped frame's answers.
+    # First one that starts with its lookups (no frame in between whose
+    # verdict could take the old answers)
+    syn = make_frame(rng, "out", (False, "203.0.113.5", "tcp", 40031, 443), "S")
+    mv = model.process(syn, "out", 4 * TICK_NS)
+    hv = await tb.frame(False, syn, 4)
+    assert mv.action == "forward" and mv.latch is not None, mv
+    assert (hv["action"], hv["latch_valid"], hv["latch"]) == (0, 1, mv.latch), (mv, hv)
+    f2 = peers.frame(rng, fl, "A", name="alice-in", kind="fresh")
+    mv = model.process(f2, "in", 5 * TICK_NS)
+    _p, hv = await tb.inbound(model, slots, f2, 5)
+    assert (mv.action, hv["action"], hv["sa"]) == ("forward", 0, slots["alice-in"]), (mv, hv)
+    dut._log.info("duplicate in the crypto path: delivered once, then replay; next frames decided "
+                  "on their own lookups (latch slot %d)", hv["latch"])

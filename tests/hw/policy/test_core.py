@@ -34,6 +34,13 @@ def test_core_sa_replaced_between_passes():
     _run("sa_replaced", testcase="sa_replaced_between_passes")
 
 
+def test_core_duplicate_in_crypto_path():
+    """Two copies of an ESP frame both CRYPTO; the second's second pass is
+    dropped `replay` while its lookups are in flight; the frames after it
+    are decided on their own lookups."""
+    _run("duplicate", testcase="duplicate_in_crypto_path")
+
+
 def test_core_random_mix():
     _run("mix", CORE_SEED=1, CORE_COUNT=1500, CORE_STALL=0)
 
