@@ -6,7 +6,10 @@ One access at a time: a write waits for both AW and W, then answers on B; a
 read answers on R once the decoder's registered read data is there
 (`RegBus.r_valid`, READ_LATENCY cycles after the request). An address
 without a register answers SLVERR (read data 0). Reads and writes alternate
-when both are pending, so neither can starve the other.
+when both are pending, so neither can starve the other. The accepted
+address, data and strobes are registered and reach the register file a
+cycle later (timing: no path from the AXI inputs and the owner's `hold`
+through the address decode into the registers).
 """
 
 from amaranth.hdl import Module, Mux, Signal
@@ -44,6 +47,9 @@ class AxiLiteSlave(wiring.Component):
         s, bus = self._s, self.bus
         last_was_read = Signal()
         err = Signal()
+        addr = Signal.like(bus.addr)
+        data = Signal.like(bus.w_data)
+        strb = Signal.like(bus.w_strb)
 
         with m.FSM():
             with m.State("IDLE"):
@@ -52,16 +58,23 @@ class AxiLiteSlave(wiring.Component):
                 do_write = s("awvalid") & s("wvalid") & ~self.hold
                 do_read = s("arvalid") & ~self.hold
                 with m.If(do_write & (~do_read | last_was_read)):
-                    m.d.comb += [s("awready").eq(1), s("wready").eq(1),
-                                 bus.addr.eq(s("awaddr")), bus.w_en.eq(1),
-                                 bus.w_data.eq(s("wdata")), bus.w_strb.eq(s("wstrb"))]
-                    m.d.sync += [s("bresp").eq(Mux(bus.err, SLVERR, OKAY)),
-                                 s("bvalid").eq(1), last_was_read.eq(0)]
-                    m.next = "WRESP"
+                    m.d.comb += [s("awready").eq(1), s("wready").eq(1)]
+                    m.d.sync += [addr.eq(s("awaddr")), data.eq(s("wdata")), strb.eq(s("wstrb")),
+                                 last_was_read.eq(0)]
+                    m.next = "WRITE"
                 with m.Elif(do_read):
-                    m.d.comb += [s("arready").eq(1), bus.addr.eq(s("araddr")), bus.r_en.eq(1)]
-                    m.d.sync += [err.eq(bus.err), last_was_read.eq(1)]
-                    m.next = "RDATA"
+                    m.d.comb += s("arready").eq(1)
+                    m.d.sync += [addr.eq(s("araddr")), last_was_read.eq(1)]
+                    m.next = "READ"
+            with m.State("WRITE"):
+                m.d.comb += [bus.addr.eq(addr), bus.w_en.eq(1), bus.w_data.eq(data),
+                             bus.w_strb.eq(strb)]
+                m.d.sync += [s("bresp").eq(Mux(bus.err, SLVERR, OKAY)), s("bvalid").eq(1)]
+                m.next = "WRESP"
+            with m.State("READ"):
+                m.d.comb += [bus.addr.eq(addr), bus.r_en.eq(1)]
+                m.d.sync += err.eq(bus.err)
+                m.next = "RDATA"
             with m.State("WRESP"):
                 with m.If(s("bready")):
                     m.d.sync += s("bvalid").eq(0)

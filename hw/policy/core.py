@@ -210,7 +210,13 @@ class PolicyCore(wiring.Component):
         m.d.comb += Cat(*[getattr(regs, f"tbl_read{i}") for i in range(READ_WORDS)]).eq(rd_data)
         with m.If(regs.tbl_commit_stb):
             m.d.sync += commit_pending.eq(1)
-        m.d.comb += regs.hold.eq(commit_pending | regs.tbl_commit_stb)
+        # the bus is held while the FSM works for the host; registered
+        # (timing): the slave's next access after a write starts two cycles
+        # after its strobe at the earliest (WRITE -> WRESP -> IDLE), by which
+        # time `hold` has seen the strobe
+        hold = Signal()
+        m.d.sync += regs.hold.eq(hold)
+        m.d.comb += hold.eq(commit_pending | regs.tbl_commit_stb)
         ctr_pending = Signal()          # CTR_READ waiting for the FSM
         ctr_out = Signal(ctr_layout)
         ctr_sa_r = Signal(sa_ctr_layout)   # COUNT_READ: the entries being updated
@@ -218,7 +224,7 @@ class PolicyCore(wiring.Component):
         with m.If(regs.ctr_read_stb):
             m.d.sync += ctr_pending.eq(1)
         with m.If(ctr_pending | regs.ctr_read_stb):
-            m.d.comb += regs.hold.eq(1)  # a read after CTR_READ sees its result
+            m.d.comb += hold.eq(1)       # a read after CTR_READ sees its result
         m.d.comb += [regs.ctr_packets_in.eq(ctr_out.packets_in),
                      regs.ctr_packets_out.eq(ctr_out.packets_out),
                      regs.ctr_bytes_in_lo.eq(ctr_out.bytes_in[:32]),
@@ -279,7 +285,7 @@ class PolicyCore(wiring.Component):
         with m.If(clr_edge):
             m.d.sync += clr_req.eq(1)
         with m.If(clr_edge | clr_req):
-            m.d.comb += regs.hold.eq(1)  # a read after the CTRL write sees the counters cleared
+            m.d.comb += hold.eq(1)       # a read after the CTRL write sees the counters cleared
 
         # ---- per-frame state
         res = Signal.like(parser.o.payload)
