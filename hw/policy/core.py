@@ -40,7 +40,8 @@ from amaranth.lib.wiring import In, Out
 
 from latchnic.hw.axil import AxiLiteRegisters, axil_members
 from latchnic.hw.regmap import READ_WORDS, REGMAP, STAGE_WORDS, TABLES, Params, RegisterFile
-from latchnic.hw.stream import packet_signature
+from latchnic.hw.skid import SkidBuffer
+from latchnic.hw.stream import packet_layout, packet_signature
 from latchnic.sim.drops import REASON_CODES
 
 from .latch_table import LatchState, LatchTable, Op, entry_layout
@@ -194,8 +195,12 @@ class PolicyCore(wiring.Component):
             # no RAM: the FSM's writes go nowhere, CTR_READ of a latch reads 0
             lctr_wp, lctr_rp = _NoPort(ctr_layout), _NoPort(ctr_layout)
 
-        # frames in; meta queued at each first beat
-        wiring.connect(m, wiring.flipped(self.i), parser.i)
+        # frames in (through a register slice: the parser's `ready` is deep
+        # FSM logic, the meta queue writes on the input handshake); meta
+        # queued at each first beat
+        m.submodules.in_slice = in_slice = SkidBuffer(packet_layout(64))
+        wiring.connect(m, wiring.flipped(self.i), in_slice.i)
+        wiring.connect(m, in_slice.o, parser.i)
         m.d.comb += [metaq.w_data.eq(self.meta.as_value()),
                      metaq.w_en.eq(self.i.valid & self.i.ready & self.i.payload.first)]
 
@@ -370,7 +375,9 @@ class PolicyCore(wiring.Component):
         m.d.sync += too_big.eq(prot_hdr + prot_body > 0xFFFF)
 
         def exhausted(s):
-            return Mux(s.esn, s.seq == (1 << 64) - 1, s.seq >= (1 << 32) - 1)
+            # seq >= 2^32 - 1 as AND/OR trees (no 64-bit carry chain)
+            low_full = s.seq[:32].all()
+            return Mux(s.esn, low_full & s.seq[32:].all(), low_full | s.seq[32:].any())
         # DECIDE / SA_CHECKS act on these, registered in SA_GOT (timing: no
         # 64-bit or QoP compare in the cycle that picks the next state)
         seq_limit_hit = Signal()
@@ -387,7 +394,6 @@ class PolicyCore(wiring.Component):
         # early, which costs an empty sweep, never a missed event)
         next_deadline = Signal(32)
         timed_any = Signal()
-        tv_slot = Signal(16)
         tv_emit = Signal()              # pass 2+: free the entries whose age is tv_target
         tv_target = Signal(32)          # age (now - deadline) of the deadline being freed
         tv_next = Signal(32)
@@ -417,6 +423,18 @@ class PolicyCore(wiring.Component):
             m.d.sync += timed_any.eq(1)
         rp_init = Signal(replay.cmd.payload.shape())
 
+        # the table requests' payloads do not depend on the FSM state (timing:
+        # no state-decoded mux in front of the tables' request registers);
+        # each state that asks says only `valid` and the latch op. A slot
+        # written FREE (TV_FREE, RELEASE_WRITE) has `entry` cleared before
+        m.d.comb += [latch.cmd.payload.flow.eq(flow), latch.cmd.payload.now.eq(meta.now),
+                     latch.cmd.payload.slot.eq(slot), latch.cmd.payload.entry.eq(entry),
+                     tpl.req.payload.flow.eq(flow),
+                     sad.req.payload.ah.eq(res.proto == 51), sad.req.payload.spi.eq(res.spi),
+                     sad.req.payload.v6.eq(res.v6), sad.req.payload.dst.eq(res.dst),
+                     sad.req.payload.src.eq(res.src),
+                     pad.req.payload.peer.eq(sa.peer), pad.req.payload.v6.eq(flow.v6),
+                     pad.req.payload.addr.eq(flow.remote)]
         # LATCH / LATCH_WAIT: which of the two lookups is taken / answered,
         # and whether the SPD's rule's SA word has reached sa_q
         l_done, s_done, t_done, sa_ready = Signal(), Signal(), Signal(), Signal()
@@ -461,7 +479,7 @@ class PolicyCore(wiring.Component):
                 m.d.comb += due.eq(meta.now - next_deadline)
                 with m.If(regs.ctrl[2] & timed_any & ~due[31]):
                     # ModelDevice.advance: free expired latches first
-                    m.d.sync += [tv_slot.eq(0), tv_emit.eq(0), tv_next_have.eq(0),
+                    m.d.sync += [slot.eq(0), tv_emit.eq(0), tv_next_have.eq(0),
                                  tv_future_have.eq(0)]
                     m.next = "TV_READ"
                 with m.Else():
@@ -544,8 +562,7 @@ class PolicyCore(wiring.Component):
             # compatible, not exhausted SA of its peer and some inbound SA of
             # that peer has a compatible QoP
             with m.State("RC_READ"):
-                m.d.comb += [latch.cmd.valid.eq(1), latch.cmd.payload.op.eq(Op.READ),
-                             latch.cmd.payload.slot.eq(slot), latch.cmd.payload.now.eq(meta.now)]
+                m.d.comb += [latch.cmd.valid.eq(1), latch.cmd.payload.op.eq(Op.READ)]
                 with m.If(latch.cmd.ready):
                     m.next = "RC_READ_WAIT"
             with m.State("RC_READ_WAIT"):
@@ -606,8 +623,7 @@ class PolicyCore(wiring.Component):
                 m.d.comb += ev_push.eq(1)
                 m.next = "RC_WRITE"
             with m.State("RC_WRITE"):
-                m.d.comb += [latch.cmd.valid.eq(1), latch.cmd.payload.op.eq(Op.WRITE),
-                             latch.cmd.payload.slot.eq(slot), latch.cmd.payload.entry.eq(entry)]
+                m.d.comb += [latch.cmd.valid.eq(1), latch.cmd.payload.op.eq(Op.WRITE)]
                 with m.If(latch.cmd.ready):
                     m.next = "RC_WRITE_WAIT"
             with m.State("RC_WRITE_WAIT"):
@@ -624,14 +640,14 @@ class PolicyCore(wiring.Component):
             with m.State("RELEASE"):
                 # host release: read the slot (a live latch leaves with a
                 # `release` event, as in the model), then write it FREE
-                m.d.comb += [latch.cmd.valid.eq(1), latch.cmd.payload.op.eq(Op.READ),
-                             latch.cmd.payload.slot.eq(slot), latch.cmd.payload.now.eq(meta.now)]
+                m.d.comb += [latch.cmd.valid.eq(1), latch.cmd.payload.op.eq(Op.READ)]
                 with m.If(latch.cmd.ready):
                     m.next = "RELEASE_READ_WAIT"
             with m.State("RELEASE_READ_WAIT"):
                 m.d.comb += latch.resp.ready.eq(1)
                 with m.If(latch.resp.valid):
                     got = latch.resp.payload.entry
+                    m.d.sync += entry.eq(0)       # RELEASE_WRITE writes the slot FREE
                     with m.If(latch.resp.payload.hit):
                         event(got.state, LatchState.FREE, Cause.RELEASE, peer=got.peer)
                         m.next = "RELEASE_EV"
@@ -641,8 +657,7 @@ class PolicyCore(wiring.Component):
                 m.d.comb += ev_push.eq(1)
                 m.next = "RELEASE_WRITE"
             with m.State("RELEASE_WRITE"):
-                m.d.comb += [latch.cmd.valid.eq(1), latch.cmd.payload.op.eq(Op.WRITE),
-                             latch.cmd.payload.slot.eq(slot)]
+                m.d.comb += [latch.cmd.valid.eq(1), latch.cmd.payload.op.eq(Op.WRITE)]
                 with m.If(latch.cmd.ready):
                     m.next = "RELEASE_ACK"
             with m.State("RELEASE_ACK"):
@@ -652,8 +667,7 @@ class PolicyCore(wiring.Component):
 
             # TBL_COMMIT op read: one latch slot (with its live bit) or SAD entry
             with m.State("RD_LATCH"):
-                m.d.comb += [latch.cmd.valid.eq(1), latch.cmd.payload.op.eq(Op.READ),
-                             latch.cmd.payload.slot.eq(slot), latch.cmd.payload.now.eq(meta.now)]
+                m.d.comb += [latch.cmd.valid.eq(1), latch.cmd.payload.op.eq(Op.READ)]
                 with m.If(latch.cmd.ready):
                     m.next = "RD_LATCH_WAIT"
             with m.State("RD_LATCH_WAIT"):
@@ -721,8 +735,7 @@ class PolicyCore(wiring.Component):
             # the earliest expired deadline, each further pass frees the
             # entries of one deadline in slot order and finds the next one
             with m.State("TV_READ"):
-                m.d.comb += [latch.cmd.valid.eq(1), latch.cmd.payload.op.eq(Op.READ),
-                             latch.cmd.payload.slot.eq(tv_slot), latch.cmd.payload.now.eq(meta.now)]
+                m.d.comb += [latch.cmd.valid.eq(1), latch.cmd.payload.op.eq(Op.READ)]
                 with m.If(latch.cmd.ready):
                     m.next = "TV_WAIT"
             # three steps a slot (timing): the entry's age and time ahead
@@ -745,7 +758,8 @@ class PolicyCore(wiring.Component):
                 expired = tv_used & ~tv_age[31]
                 m.next = "TV_NEXT"
                 with m.If(expired & tv_emit & tv_at_target):
-                    event(tv_state, LatchState.FREE, Cause.TIMER, slot_v=tv_slot, peer=tv_peer)
+                    event(tv_state, LatchState.FREE, Cause.TIMER, peer=tv_peer)
+                    m.d.sync += entry.eq(0)       # TV_FREE writes the slot FREE
                     m.next = "TV_EV"
                 with m.Elif(expired & (~tv_emit | tv_before)):
                     with m.If(tv_older):
@@ -757,8 +771,7 @@ class PolicyCore(wiring.Component):
                 m.d.comb += ev_push.eq(1)
                 m.next = "TV_FREE"
             with m.State("TV_FREE"):
-                m.d.comb += [latch.cmd.valid.eq(1), latch.cmd.payload.op.eq(Op.WRITE),
-                             latch.cmd.payload.slot.eq(tv_slot)]
+                m.d.comb += [latch.cmd.valid.eq(1), latch.cmd.payload.op.eq(Op.WRITE)]
                 with m.If(latch.cmd.ready):
                     m.next = "TV_FREE_WAIT"
             with m.State("TV_FREE_WAIT"):
@@ -766,11 +779,11 @@ class PolicyCore(wiring.Component):
                 with m.If(latch.resp.valid):
                     m.next = "TV_NEXT"
             with m.State("TV_NEXT"):
-                with m.If(tv_slot != p.latch_capacity - 1):
-                    m.d.sync += tv_slot.eq(tv_slot + 1)
+                with m.If(slot != p.latch_capacity - 1):
+                    m.d.sync += slot.eq(slot + 1)
                     m.next = "TV_READ"
                 with m.Elif(tv_next_have):
-                    m.d.sync += [tv_slot.eq(0), tv_emit.eq(1), tv_target.eq(tv_next),
+                    m.d.sync += [slot.eq(0), tv_emit.eq(1), tv_target.eq(tv_next),
                                  tv_next_have.eq(0), tv_future_have.eq(0)]
                     m.next = "TV_READ"
                 with m.Else():
@@ -809,9 +822,7 @@ class PolicyCore(wiring.Component):
                 with m.Else():
                     m.next = "SAD_REQ"
             with m.State("SAD_REQ"):
-                m.d.comb += [sad.req.valid.eq(1), sad.req.payload.ah.eq(res.proto == 51),
-                             sad.req.payload.spi.eq(res.spi), sad.req.payload.v6.eq(res.v6),
-                             sad.req.payload.dst.eq(res.dst), sad.req.payload.src.eq(res.src)]
+                m.d.comb += sad.req.valid.eq(1)
                 with m.If(sad.req.ready):
                     m.next = "SAD_WAIT"
             with m.State("SAD_WAIT"):
@@ -918,8 +929,7 @@ class PolicyCore(wiring.Component):
 
             with m.State("PAD"):
                 # PAD child-SA authorisation: may the SA's peer claim the remote address?
-                m.d.comb += [pad.req.valid.eq(1), pad.req.payload.peer.eq(sa.peer),
-                             pad.req.payload.v6.eq(flow.v6), pad.req.payload.addr.eq(flow.remote)]
+                m.d.comb += pad.req.valid.eq(1)
                 with m.If(pad.req.ready):
                     m.next = "PAD_WAIT"
             with m.State("PAD_WAIT"):
@@ -940,10 +950,9 @@ class PolicyCore(wiring.Component):
             # (lk_out: FINISH takes the answers of a frame dropped meanwhile)
             with m.State("LATCH"):
                 m.d.comb += [latch.cmd.valid.eq(~l_done), latch.cmd.payload.op.eq(Op.LOOKUP),
-                             latch.cmd.payload.flow.eq(flow), latch.cmd.payload.now.eq(meta.now),
                              spd.req.valid.eq(~s_done), spd.req.payload.inbound.eq(meta.inbound),
                              spd.req.payload.flow.eq(flow),
-                             tpl.req.valid.eq(~t_done), tpl.req.payload.flow.eq(flow)]
+                             tpl.req.valid.eq(~t_done)]
                 l_taken = l_done | latch.cmd.ready
                 s_taken = s_done | spd.req.ready
                 t_taken = t_done | tpl.req.ready
@@ -1103,18 +1112,18 @@ class PolicyCore(wiring.Component):
                 with m.Elif(lres.full):
                     drop("latch_table_full")
                 with m.Else():
+                    new = Signal(entry_layout)
+                    m.d.comb += [new.state.eq(LatchState.ESTABLISHED), new.peer.eq(sa.peer),
+                                 new.qop.ah.eq(sa.ah), new.qop.tunnel.eq(sa.tunnel),
+                                 new.qop.encrypts.eq(sa.encrypts), new.qop.key256.eq(sa.key256),
+                                 new.qop.icv.eq(sa.icv),
+                                 new.template.eq(t.sa)]      # the template's id (program.py)
+                    m.d.sync += entry.eq(new)
                     m.next = "CLONE"
 
             with m.State("CLONE"):
-                new = Signal(entry_layout)
-                m.d.comb += [new.state.eq(LatchState.ESTABLISHED), new.peer.eq(sa.peer),
-                             new.qop.ah.eq(sa.ah), new.qop.tunnel.eq(sa.tunnel),
-                             new.qop.encrypts.eq(sa.encrypts), new.qop.key256.eq(sa.key256),
-                             new.qop.icv.eq(sa.icv),
-                             new.template.eq(tres.sa)]      # the template's id (program.py)
-                m.d.comb += [latch.cmd.valid.eq(1), latch.cmd.payload.op.eq(Op.INSERT),
-                             latch.cmd.payload.flow.eq(flow), latch.cmd.payload.now.eq(meta.now),
-                             latch.cmd.payload.entry.eq(new)]
+                # the new latch's entry was put in `entry` by TPL
+                m.d.comb += [latch.cmd.valid.eq(1), latch.cmd.payload.op.eq(Op.INSERT)]
                 with m.If(latch.cmd.ready):
                     m.next = "CLONE_WAIT"
             with m.State("CLONE_WAIT"):
@@ -1174,8 +1183,7 @@ class PolicyCore(wiring.Component):
                 m.d.comb += ev_push.eq(1)
                 m.next = "WRITE_LATCH"
             with m.State("WRITE_LATCH"):
-                m.d.comb += [latch.cmd.valid.eq(1), latch.cmd.payload.op.eq(Op.WRITE),
-                             latch.cmd.payload.slot.eq(slot), latch.cmd.payload.entry.eq(entry)]
+                m.d.comb += [latch.cmd.valid.eq(1), latch.cmd.payload.op.eq(Op.WRITE)]
                 with m.If(latch.cmd.ready):
                     m.next = "WRITE_WAIT"
             with m.State("WRITE_WAIT"):
