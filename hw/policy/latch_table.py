@@ -19,8 +19,8 @@ Operations (`cmd` -> `resp`, one at a time):
 * WRITE(slot, entry): rewrite a slot (state changes, timers, FIN flags; a
   FREE state frees it).
 * READ(slot, now): the slot's entry; `hit` = live (for the re-check sweep).
-Cost: 1 + ceil(38 / crc_step) + ways + 6 cycles for LOOKUP/INSERT, 3 for WRITE,
-6 for READ (16, 3 and 6 with 4 ways); the split geometry one more for LOOKUP,
+Cost: 2 + ceil(38 / crc_step) + ways + 6 cycles for LOOKUP/INSERT, 3 for WRITE,
+6 for READ (17, 3 and 6 with 4 ways); the split geometry one more for LOOKUP,
 INSERT and READ. Timing (docs/policy-core.md, "Timing work"): the entry is
 registered out of the RAM (the split one expanded a cycle later), then the
 key compare (in 32-bit chunks), the FREE state and the expiry are registered
@@ -264,7 +264,10 @@ class LatchTable(wiring.Component):
 
         resp = Signal(resp_layout)
         m.d.comb += self.resp.payload.eq(resp)
-        m.d.comb += crc.key.eq(key_bytes_value(self.cmd.payload.flow))
+        # the CRC starts a cycle after the command is taken, from the
+        # registered command (timing: the requester's `valid` does not fan
+        # out into the key shift register's ~300 enables)
+        m.d.comb += crc.key.eq(key_bytes_value(cmd.flow))
 
         with m.FSM():
             with m.State("IDLE"):
@@ -278,8 +281,10 @@ class LatchTable(wiring.Component):
                     with m.Else():
                         if split:
                             m.d.sync += tbl.eq(self.cmd.payload.flow.v6)
-                        m.d.comb += crc.start.eq(1)
-                        m.next = "CRC"
+                        m.next = "START"
+            with m.State("START"):
+                m.d.comb += crc.start.eq(1)
+                m.next = "CRC"
             with m.State("WRITE"):
                 t, a = by_slot(cmd.slot)
                 m.d.sync += [wtbl.eq(t), w_addr.eq(a), w_en.eq(1)]
