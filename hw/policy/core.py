@@ -41,6 +41,7 @@ from amaranth.lib.wiring import In, Out
 from latchnic.hw.axil import AxiLiteRegisters, axil_members
 from latchnic.hw.regmap import READ_WORDS, REGMAP, STAGE_WORDS, TABLES, Params, RegisterFile
 from latchnic.hw.skid import SkidBuffer
+from latchnic.hw.valid_slice import ValidSlice
 from latchnic.hw.stream import packet_layout, packet_signature
 from latchnic.sim.drops import REASON_CODES
 
@@ -423,6 +424,25 @@ class PolicyCore(wiring.Component):
             m.d.sync += timed_any.eq(1)
         rp_init = Signal(replay.cmd.payload.shape())
 
+        # each table request goes through a ValidSlice: the FSM's decode
+        # reaches only its `valid` and tag flip-flops (the latch op, the
+        # SPD's flow source, the replay command), the table sees it a cycle
+        # later; the rest of a request comes from registers that hold still
+        # until the answer (hw/valid_slice.py)
+        slices = {}
+        for name, port, tag in [("lq", latch.cmd, Op), ("sq", spd.req, 1), ("tq", tpl.req, 1),
+                                ("aq", sad.req, 1), ("pq", pad.req, 1),
+                                ("rq", replay.cmd, replay.cmd.payload.shape())]:
+            sl = ValidSlice(tag)
+            m.submodules[name + "_slice"] = sl
+            m.d.comb += [port.valid.eq(sl.o.valid), sl.o.ready.eq(port.ready)]
+            slices[name] = sl
+        lq, sq, tq, aq, pq, rq = (slices[n].i for n in ("lq", "sq", "tq", "aq", "pq", "rq"))
+        m.d.comb += [latch.cmd.payload.op.eq(slices["lq"].o.payload),
+                     replay.cmd.payload.eq(slices["rq"].o.payload)]
+        spd_from_entry = slices["sq"].o.payload     # the re-check sweep: the latch's flow, outbound
+        m.d.comb += [spd.req.payload.flow.eq(Mux(spd_from_entry, entry.flow, flow)),
+                     spd.req.payload.inbound.eq(~spd_from_entry & meta.inbound)]
         # the table requests' payloads do not depend on the FSM state (timing:
         # no state-decoded mux in front of the tables' request registers);
         # each state that asks says only `valid` and the latch op. A slot
@@ -549,8 +569,8 @@ class PolicyCore(wiring.Component):
 
             # a new inbound SA starts with a clear window (top = its `seq`)
             with m.State("SAD_INIT"):
-                m.d.comb += [replay.cmd.valid.eq(1), replay.cmd.payload.eq(rp_init)]
-                with m.If(replay.cmd.ready):
+                m.d.comb += [rq.valid.eq(1), rq.payload.eq(rp_init)]
+                with m.If(rq.ready):
                     m.next = "SAD_INIT_WAIT"
             with m.State("SAD_INIT_WAIT"):
                 m.d.comb += replay.resp.ready.eq(1)
@@ -562,8 +582,8 @@ class PolicyCore(wiring.Component):
             # compatible, not exhausted SA of its peer and some inbound SA of
             # that peer has a compatible QoP
             with m.State("RC_READ"):
-                m.d.comb += [latch.cmd.valid.eq(1), latch.cmd.payload.op.eq(Op.READ)]
-                with m.If(latch.cmd.ready):
+                m.d.comb += [lq.valid.eq(1), lq.payload.eq(Op.READ)]
+                with m.If(lq.ready):
                     m.next = "RC_READ_WAIT"
             with m.State("RC_READ_WAIT"):
                 m.d.comb += latch.resp.ready.eq(1)
@@ -575,9 +595,8 @@ class PolicyCore(wiring.Component):
                     with m.Else():
                         m.next = "RC_SPD"
             with m.State("RC_SPD"):
-                m.d.comb += [spd.req.valid.eq(1), spd.req.payload.inbound.eq(0),
-                             spd.req.payload.flow.eq(entry.flow)]
-                with m.If(spd.req.ready):
+                m.d.comb += [sq.valid.eq(1), sq.payload.eq(1)]     # entry.flow, outbound
+                with m.If(sq.ready):
                     m.next = "RC_SPD_WAIT"
             with m.State("RC_SPD_WAIT"):
                 m.d.comb += [spd.resp.ready.eq(1), sa_rp.addr.eq(spd.resp.payload.sa)]
@@ -623,8 +642,8 @@ class PolicyCore(wiring.Component):
                 m.d.comb += ev_push.eq(1)
                 m.next = "RC_WRITE"
             with m.State("RC_WRITE"):
-                m.d.comb += [latch.cmd.valid.eq(1), latch.cmd.payload.op.eq(Op.WRITE)]
-                with m.If(latch.cmd.ready):
+                m.d.comb += [lq.valid.eq(1), lq.payload.eq(Op.WRITE)]
+                with m.If(lq.ready):
                     m.next = "RC_WRITE_WAIT"
             with m.State("RC_WRITE_WAIT"):
                 m.d.comb += latch.resp.ready.eq(1)
@@ -640,8 +659,8 @@ class PolicyCore(wiring.Component):
             with m.State("RELEASE"):
                 # host release: read the slot (a live latch leaves with a
                 # `release` event, as in the model), then write it FREE
-                m.d.comb += [latch.cmd.valid.eq(1), latch.cmd.payload.op.eq(Op.READ)]
-                with m.If(latch.cmd.ready):
+                m.d.comb += [lq.valid.eq(1), lq.payload.eq(Op.READ)]
+                with m.If(lq.ready):
                     m.next = "RELEASE_READ_WAIT"
             with m.State("RELEASE_READ_WAIT"):
                 m.d.comb += latch.resp.ready.eq(1)
@@ -657,8 +676,8 @@ class PolicyCore(wiring.Component):
                 m.d.comb += ev_push.eq(1)
                 m.next = "RELEASE_WRITE"
             with m.State("RELEASE_WRITE"):
-                m.d.comb += [latch.cmd.valid.eq(1), latch.cmd.payload.op.eq(Op.WRITE)]
-                with m.If(latch.cmd.ready):
+                m.d.comb += [lq.valid.eq(1), lq.payload.eq(Op.WRITE)]
+                with m.If(lq.ready):
                     m.next = "RELEASE_ACK"
             with m.State("RELEASE_ACK"):
                 m.d.comb += latch.resp.ready.eq(1)
@@ -667,8 +686,8 @@ class PolicyCore(wiring.Component):
 
             # TBL_COMMIT op read: one latch slot (with its live bit) or SAD entry
             with m.State("RD_LATCH"):
-                m.d.comb += [latch.cmd.valid.eq(1), latch.cmd.payload.op.eq(Op.READ)]
-                with m.If(latch.cmd.ready):
+                m.d.comb += [lq.valid.eq(1), lq.payload.eq(Op.READ)]
+                with m.If(lq.ready):
                     m.next = "RD_LATCH_WAIT"
             with m.State("RD_LATCH_WAIT"):
                 m.d.comb += latch.resp.ready.eq(1)
@@ -719,9 +738,9 @@ class PolicyCore(wiring.Component):
                         m.d.sync += ctr_pending.eq(1)
                         m.next = "CTR_TOP"
             with m.State("CTR_TOP"):
-                m.d.comb += [replay.cmd.valid.eq(1), replay.cmd.payload.op.eq(ReplayOp.READ),
-                             replay.cmd.payload.sa.eq(regs.ctr_read[:16])]
-                with m.If(replay.cmd.ready):
+                m.d.comb += [rq.valid.eq(1), rq.payload.op.eq(ReplayOp.READ),
+                             rq.payload.sa.eq(regs.ctr_read[:16])]
+                with m.If(rq.ready):
                     m.next = "CTR_TOP_WAIT"
             with m.State("CTR_TOP_WAIT"):
                 m.d.comb += replay.resp.ready.eq(1)
@@ -735,8 +754,8 @@ class PolicyCore(wiring.Component):
             # the earliest expired deadline, each further pass frees the
             # entries of one deadline in slot order and finds the next one
             with m.State("TV_READ"):
-                m.d.comb += [latch.cmd.valid.eq(1), latch.cmd.payload.op.eq(Op.READ)]
-                with m.If(latch.cmd.ready):
+                m.d.comb += [lq.valid.eq(1), lq.payload.eq(Op.READ)]
+                with m.If(lq.ready):
                     m.next = "TV_WAIT"
             # three steps a slot (timing): the entry's age and time ahead
             # (32-bit subtracts) into registers, then the 32-bit compares,
@@ -771,8 +790,8 @@ class PolicyCore(wiring.Component):
                 m.d.comb += ev_push.eq(1)
                 m.next = "TV_FREE"
             with m.State("TV_FREE"):
-                m.d.comb += [latch.cmd.valid.eq(1), latch.cmd.payload.op.eq(Op.WRITE)]
-                with m.If(latch.cmd.ready):
+                m.d.comb += [lq.valid.eq(1), lq.payload.eq(Op.WRITE)]
+                with m.If(lq.ready):
                     m.next = "TV_FREE_WAIT"
             with m.State("TV_FREE_WAIT"):
                 m.d.comb += latch.resp.ready.eq(1)
@@ -822,8 +841,8 @@ class PolicyCore(wiring.Component):
                 with m.Else():
                     m.next = "SAD_REQ"
             with m.State("SAD_REQ"):
-                m.d.comb += sad.req.valid.eq(1)
-                with m.If(sad.req.ready):
+                m.d.comb += aq.valid.eq(1)
+                with m.If(aq.ready):
                     m.next = "SAD_WAIT"
             with m.State("SAD_WAIT"):
                 m.d.comb += sad.resp.ready.eq(1)
@@ -834,9 +853,9 @@ class PolicyCore(wiring.Component):
                         m.d.sync += [sa_idx.eq(sad.resp.payload.index), sa_valid.eq(1)]
                         m.next = "RP_REQ"
             with m.State("RP_REQ"):
-                m.d.comb += [replay.cmd.valid.eq(1), replay.cmd.payload.op.eq(ReplayOp.CHECK),
-                             replay.cmd.payload.sa.eq(sa_idx), replay.cmd.payload.seq.eq(res.seq)]
-                with m.If(replay.cmd.ready):
+                m.d.comb += [rq.valid.eq(1), rq.payload.op.eq(ReplayOp.CHECK),
+                             rq.payload.sa.eq(sa_idx), rq.payload.seq.eq(res.seq)]
+                with m.If(rq.ready):
                     m.next = "RP_WAIT"
             with m.State("RP_WAIT"):
                 m.d.comb += replay.resp.ready.eq(1)
@@ -891,9 +910,9 @@ class PolicyCore(wiring.Component):
             # already; checking again here keeps a duplicate that overtook
             # this frame in the crypto path from being delivered twice.
             with m.State("DC_RECHECK"):
-                m.d.comb += [replay.cmd.valid.eq(1), replay.cmd.payload.op.eq(ReplayOp.CHECK),
-                             replay.cmd.payload.sa.eq(meta.sa), replay.cmd.payload.seq.eq(meta.seq)]
-                with m.If(replay.cmd.ready):
+                m.d.comb += [rq.valid.eq(1), rq.payload.op.eq(ReplayOp.CHECK),
+                             rq.payload.sa.eq(meta.sa), rq.payload.seq.eq(meta.seq)]
+                with m.If(rq.ready):
                     m.next = "DC_RECHECK_WAIT"
             with m.State("DC_RECHECK_WAIT"):
                 m.d.comb += replay.resp.ready.eq(1)
@@ -903,9 +922,9 @@ class PolicyCore(wiring.Component):
                     with m.Else():
                         m.next = "DC_UPDATE"
             with m.State("DC_UPDATE"):
-                m.d.comb += [replay.cmd.valid.eq(1), replay.cmd.payload.op.eq(ReplayOp.UPDATE),
-                             replay.cmd.payload.sa.eq(meta.sa), replay.cmd.payload.seq.eq(meta.seq)]
-                with m.If(replay.cmd.ready):
+                m.d.comb += [rq.valid.eq(1), rq.payload.op.eq(ReplayOp.UPDATE),
+                             rq.payload.sa.eq(meta.sa), rq.payload.seq.eq(meta.seq)]
+                with m.If(rq.ready):
                     m.next = "DC_UPDATE_WAIT"
             with m.State("DC_UPDATE_WAIT"):
                 m.d.comb += replay.resp.ready.eq(1)
@@ -929,8 +948,8 @@ class PolicyCore(wiring.Component):
 
             with m.State("PAD"):
                 # PAD child-SA authorisation: may the SA's peer claim the remote address?
-                m.d.comb += pad.req.valid.eq(1)
-                with m.If(pad.req.ready):
+                m.d.comb += pq.valid.eq(1)
+                with m.If(pq.ready):
                     m.next = "PAD_WAIT"
             with m.State("PAD_WAIT"):
                 m.d.comb += pad.resp.ready.eq(1)
@@ -949,13 +968,12 @@ class PolicyCore(wiring.Component):
             # issues them before its window steps and collects them after
             # (lk_out: FINISH takes the answers of a frame dropped meanwhile)
             with m.State("LATCH"):
-                m.d.comb += [latch.cmd.valid.eq(~l_done), latch.cmd.payload.op.eq(Op.LOOKUP),
-                             spd.req.valid.eq(~s_done), spd.req.payload.inbound.eq(meta.inbound),
-                             spd.req.payload.flow.eq(flow),
-                             tpl.req.valid.eq(~t_done)]
-                l_taken = l_done | latch.cmd.ready
-                s_taken = s_done | spd.req.ready
-                t_taken = t_done | tpl.req.ready
+                m.d.comb += [lq.valid.eq(~l_done), lq.payload.eq(Op.LOOKUP),
+                             sq.valid.eq(~s_done),
+                             tq.valid.eq(~t_done)]
+                l_taken = l_done | lq.ready
+                s_taken = s_done | sq.ready
+                t_taken = t_done | tq.ready
                 m.d.sync += [l_done.eq(l_taken), s_done.eq(s_taken), t_done.eq(t_taken)]
                 with m.If(l_taken & s_taken & t_taken):
                     m.d.sync += [l_done.eq(0), s_done.eq(0), t_done.eq(0), sa_ready.eq(0),
@@ -985,9 +1003,8 @@ class PolicyCore(wiring.Component):
                     m.next = "SA_GOT"
 
             with m.State("SPD"):
-                m.d.comb += [spd.req.valid.eq(1), spd.req.payload.inbound.eq(meta.inbound),
-                             spd.req.payload.flow.eq(flow)]
-                with m.If(spd.req.ready):
+                m.d.comb += sq.valid.eq(1)
+                with m.If(sq.ready):
                     m.next = "SPD_WAIT"
             with m.State("SPD_WAIT"):
                 m.d.comb += [spd.resp.ready.eq(1), sa_rp.addr.eq(spd.resp.payload.sa)]
@@ -1123,8 +1140,8 @@ class PolicyCore(wiring.Component):
 
             with m.State("CLONE"):
                 # the new latch's entry was put in `entry` by TPL
-                m.d.comb += [latch.cmd.valid.eq(1), latch.cmd.payload.op.eq(Op.INSERT)]
-                with m.If(latch.cmd.ready):
+                m.d.comb += [lq.valid.eq(1), lq.payload.eq(Op.INSERT)]
+                with m.If(lq.ready):
                     m.next = "CLONE_WAIT"
             with m.State("CLONE_WAIT"):
                 m.d.comb += latch.resp.ready.eq(1)
@@ -1183,8 +1200,8 @@ class PolicyCore(wiring.Component):
                 m.d.comb += ev_push.eq(1)
                 m.next = "WRITE_LATCH"
             with m.State("WRITE_LATCH"):
-                m.d.comb += [latch.cmd.valid.eq(1), latch.cmd.payload.op.eq(Op.WRITE)]
-                with m.If(latch.cmd.ready):
+                m.d.comb += [lq.valid.eq(1), lq.payload.eq(Op.WRITE)]
+                with m.If(lq.ready):
                     m.next = "WRITE_WAIT"
             with m.State("WRITE_WAIT"):
                 m.d.comb += latch.resp.ready.eq(1)

@@ -1,17 +1,22 @@
-"""SkidBuffer (Amaranth simulator): random source idle and sink backpressure;
-every word comes out once, in order; a transfer per cycle when neither side
-stalls; `i.ready` never depends on `o.ready` in the same cycle."""
+"""Stream register slices (Amaranth simulator): SkidBuffer and ValidSlice
+under random source idle and sink backpressure: every word comes out once,
+in order; `i.ready` never depends on `o.ready` in the same cycle; the
+SkidBuffer moves a word per cycle when neither side stalls, the ValidSlice
+one every other cycle."""
 
 import random
 
 from amaranth.sim import Simulator
 
+import pytest
+
 from latchnic.hw.skid import SkidBuffer
+from latchnic.hw.valid_slice import ValidSlice
 
 
-def _run(seed, count, p_idle, p_stall):
+def _run(cls, seed, count, p_idle, p_stall):
     rng = random.Random(seed)
-    dut = SkidBuffer(16)
+    dut = cls(16)
     words = [rng.randrange(1 << 16) for _ in range(count)]
     got, cycles = [], {"n": 0}
 
@@ -49,11 +54,17 @@ def _run(seed, count, p_idle, p_stall):
     return cycles["n"]
 
 
-def test_skid_random_stalls():
+@pytest.mark.parametrize("cls", [SkidBuffer, ValidSlice])
+def test_slice_random_stalls(cls):
     for seed in range(4):
-        _run(seed, 400, 0.3, 0.4)
+        _run(cls, seed, 400, 0.3, 0.4)
 
 
 def test_skid_full_rate():
     # no idle, no stall: one word per cycle after the first
-    assert _run(9, 300, 0.0, 0.0) <= 300 + 2
+    assert _run(SkidBuffer, 9, 300, 0.0, 0.0) <= 300 + 2
+
+
+def test_valid_slice_rate():
+    # one request every other cycle: taken, then seen by the table
+    assert 2 * 300 - 2 <= _run(ValidSlice, 9, 300, 0.0, 0.0) <= 2 * 300 + 2
