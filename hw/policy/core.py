@@ -29,8 +29,12 @@ It decides exactly as `latchnic.sim.device.ModelDevice` does for
 Per-SA and per-latch packet/byte/drop counters live in block RAM (CTR_READ);
 per-latch counters are a build option (`Params.latch_counters`, CAPS_COUNTERS).
 
-Frames are decided one at a time (no overlap between frames yet). `meta`
-(direction, timer tick, decap result) is queued at each frame's first beat.
+Frames are decided one at a time (no overlap between frames yet); within a
+frame with ports the latch, SPD and template lookups run at the same time
+(a second pass issues them before its anti-replay steps). Every table
+request passes a ValidSlice and frames enter through a SkidBuffer (timing,
+docs/policy-core.md "Whole core, second round"). `meta` (direction, timer
+tick, decap result) is queued at each frame's first beat.
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
