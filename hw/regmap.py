@@ -243,7 +243,7 @@ def _build() -> tuple[Register, ...]:
           (F("index", 0, 16, "entry index"),
            F("table", 16, 4, "table: " + ", ".join(f"{v} {k}" for k, v in TABLES.items())),
            F("op", 24, 3, "0 write, 1 clear (entry invalid), 2 release (latch table: the slot is "
-             "freed, a live latch's event has cause release), 3 re-check every latch (table and "
+             "freed, a live latch's event has cause release; other tables: nothing changes), 3 re-check every latch (table and "
              "index ignored), 4 read entry `index` of the latch table or the SAD into `TBL_READ*` "
              "(other tables read 0)")), group=g),
         R("TBL_COMMITS", 0x1C4, "ro", "Number of commits done since reset (the driver polls it). "

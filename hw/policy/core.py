@@ -514,12 +514,15 @@ class PolicyCore(wiring.Component):
                 index = commit[0:16]
                 op = commit[24:27]
                 clear = op == 1
+                # release (op 2) is the latch table's; on another table it
+                # changes nothing (it is not taken as a write of the stage)
+                stray_release = (op == 2) & (table != TABLES["latch"])
                 m.d.sync += [commit_pending.eq(0), commits.eq(commits + 1)]
                 with m.If((op >= RECHECK) | (table == TABLES["latch"])):
                     # release, re-check and read keep the bus held until they
                     # are done (CMD_DONE): an access after them sees their result
                     m.d.sync += [commit_pending.eq(1), commits.eq(commits)]
-                with m.Switch(Mux(op >= RECHECK, 0xF, table)):
+                with m.Switch(Mux((op >= RECHECK) | stray_release, 0xF, table)):
                     with m.Case(TABLES["spd_out"], TABLES["spd_in"]):
                         m.d.comb += [spd.w_en.eq(1), spd.w_inbound.eq(table == TABLES["spd_in"]),
                                      spd.w_index.eq(index),
@@ -563,6 +566,8 @@ class PolicyCore(wiring.Component):
                         m.next = "CMD_DONE"
                 with m.Elif(op > READ):
                     m.next = "CMD_DONE"          # no such op: nothing changes
+                with m.Elif(stray_release):
+                    m.next = "IDLE"
                 with m.Elif((table != TABLES["latch"]) & (table != TABLES["sad"])):
                     m.next = "IDLE"
                 with m.Elif(table == TABLES["sad"]):

@@ -598,3 +598,41 @@ async def duplicate_in_crypto_path(dut):
     assert (mv.action, hv["action"], hv["sa"]) == ("forward", 0, slots["alice-in"]), (mv, hv)
     dut._log.info("duplicate in the crypto path: delivered once, then replay; next frames decided "
                   "on their own lookups (latch slot %d)", hv["latch"])
+
+
+@cocotb.test()
+async def stray_release_changes_nothing(dut):
+    """TBL_COMMIT op 2 (release) belongs to the latch table. Sent to the SAD
+    with other words staged, it must change nothing: the SA reads back as it
+    was, a frame's first pass still says CRYPTO under it with the same
+    generation; TBL_COMMITS counts the command."""
+    from latchnic.hw.policy.program import READ, commit_writes
+
+    from peer_gen import Peers
+
+    cfg = load_config(os.environ["CORE_CONFIG"])
+    tb = TB(dut, 17, False)
+    await tb.reset()
+    tb.drv = await CoreDriver.open(tb.axil, TICK_NS)
+    await tb.drv.call("apply", cfg)
+    slot = tb.drv.slots["alice-in"]
+
+    async def commit(writes):
+        for addr, value in writes:
+            await tb.wr(addr, value)
+
+    async def read_sa():
+        await commit(commit_writes("sad", slot, op=READ))
+        return [await tb.rd(regs.TBL_READ0 + 4 * i) for i in range(regs.READ_WORDS)]
+
+    before = await read_sa()
+    f = Peers(cfg).frame(random.Random(17), (False, "203.0.113.5", "tcp", 40040, 80), "A",
+                         name="alice-in", kind="fresh")
+    p1 = await tb.frame(True, f, 3)
+    assert (p1["action"], p1["sa"]) == (2, slot), p1
+    commits = await tb.rd(regs.TBL_COMMITS)
+    await commit(commit_writes("sad", slot, (1 << 32 * regs.STAGE_WORDS) - 1, op=2))
+    assert await tb.rd(regs.TBL_COMMITS) == commits + 1
+    assert await read_sa() == before
+    p2 = await tb.frame(True, f, 3)
+    assert (p2["action"], p2["sa"], p2["gen"]) == (2, slot, p1["gen"]), (p1, p2)

@@ -41,6 +41,12 @@ def test_core_duplicate_in_crypto_path():
     _run("duplicate", testcase="duplicate_in_crypto_path")
 
 
+def test_core_stray_release_changes_nothing():
+    """TBL_COMMIT op 2 (the latch table's release) on the SAD: nothing
+    changes (not a write of the staged words)."""
+    _run("stray_release", testcase="stray_release_changes_nothing")
+
+
 def test_core_random_mix():
     _run("mix", CORE_SEED=1, CORE_COUNT=1500, CORE_STALL=0)
 
