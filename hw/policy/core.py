@@ -459,10 +459,31 @@ class PolicyCore(wiring.Component):
                      sad.req.payload.src.eq(res.src),
                      pad.req.payload.peer.eq(sa.peer), pad.req.payload.v6.eq(flow.v6),
                      pad.req.payload.addr.eq(flow.remote)]
-        # LATCH / LATCH_WAIT: which of the two lookups is taken / answered,
-        # and whether the SPD's rule's SA word has reached sa_q
+        # LATCH / LATCH_WAIT / FINISH: which of the three lookups (latch,
+        # SPD, templates) is taken / answered, and whether the SPD's rule's
+        # SA word has reached sa_q
         l_done, s_done, t_done, sa_ready = Signal(), Signal(), Signal(), Signal()
         lk_out = Signal()               # lookups issued, answers not all taken
+
+        def each_once(sides):
+            """One handshake on each of the three lookups, in any order:
+            `sides` gives, per lookup, the signal this side drives while its
+            flag is clear and the other side's answer. Returns whether all
+            three are done by the end of this cycle; the caller clears the
+            flags when it moves on."""
+            done = []
+            for flag, (drive, answer) in zip((l_done, s_done, t_done), sides):
+                m.d.comb += drive.eq(~flag)
+                m.d.sync += flag.eq(flag | answer)
+                done.append(flag | answer)
+            return Cat(*done).all()
+
+        def clear_each():
+            m.d.sync += [l_done.eq(0), s_done.eq(0), t_done.eq(0)]
+
+        issue = [(lq.valid, lq.ready), (sq.valid, sq.ready), (tq.valid, tq.ready)]
+        collect = [(latch.resp.ready, latch.resp.valid), (spd.resp.ready, spd.resp.valid),
+                   (tpl.resp.ready, tpl.resp.valid)]
 
         with m.FSM() as fsm:
             m.d.comb += busy.eq(~fsm.ongoing("IDLE"))
@@ -977,16 +998,10 @@ class PolicyCore(wiring.Component):
             # issues them before its window steps and collects them after
             # (lk_out: FINISH takes the answers of a frame dropped meanwhile)
             with m.State("LATCH"):
-                m.d.comb += [lq.valid.eq(~l_done), lq.payload.eq(Op.LOOKUP),
-                             sq.valid.eq(~s_done),
-                             tq.valid.eq(~t_done)]
-                l_taken = l_done | lq.ready
-                s_taken = s_done | sq.ready
-                t_taken = t_done | tq.ready
-                m.d.sync += [l_done.eq(l_taken), s_done.eq(s_taken), t_done.eq(t_taken)]
-                with m.If(l_taken & s_taken & t_taken):
-                    m.d.sync += [l_done.eq(0), s_done.eq(0), t_done.eq(0), sa_ready.eq(0),
-                                 lk_out.eq(1)]
+                m.d.comb += lq.payload.eq(Op.LOOKUP)
+                with m.If(each_once(issue)):
+                    clear_each()
+                    m.d.sync += [sa_ready.eq(0), lk_out.eq(1)]
                     with m.If(meta.decap):
                         m.next = "DC_RECHECK"
                     with m.Else():
@@ -994,21 +1009,20 @@ class PolicyCore(wiring.Component):
             with m.State("LATCH_WAIT"):
                 # the SA word of the SPD's rule: its address from the
                 # response onwards, in sa_q from two cycles after (sa_ready)
-                m.d.comb += [latch.resp.ready.eq(~l_done), spd.resp.ready.eq(~s_done),
-                             tpl.resp.ready.eq(~t_done),
-                             sa_rp.addr.eq(Mux(s_done, sres.sa, spd.resp.payload.sa))]
+                m.d.comb += sa_rp.addr.eq(Mux(s_done, sres.sa, spd.resp.payload.sa))
+                each_once(collect)
                 with m.If(latch.resp.valid & ~l_done):
                     m.d.sync += [lres.eq(latch.resp.payload), have_latch.eq(latch.resp.payload.hit),
-                                 entry.eq(latch.resp.payload.entry), slot.eq(latch.resp.payload.slot),
-                                 l_done.eq(1)]
+                                 entry.eq(latch.resp.payload.entry), slot.eq(latch.resp.payload.slot)]
                 with m.If(spd.resp.valid & ~s_done):
-                    m.d.sync += [sres.eq(spd.resp.payload), s_done.eq(1)]
+                    m.d.sync += sres.eq(spd.resp.payload)
                 with m.If(tpl.resp.valid & ~t_done):
-                    m.d.sync += [tres.eq(tpl.resp.payload), t_done.eq(1)]
+                    m.d.sync += tres.eq(tpl.resp.payload)
                 with m.If(s_done):
                     m.d.sync += sa_ready.eq(1)
                 with m.If(l_done & s_done & t_done & sa_ready):
-                    m.d.sync += [l_done.eq(0), s_done.eq(0), t_done.eq(0), lk_out.eq(0)]
+                    clear_each()
+                    m.d.sync += lk_out.eq(0)
                     m.next = "SA_GOT"
 
             with m.State("SPD"):
@@ -1221,14 +1235,9 @@ class PolicyCore(wiring.Component):
                 # a second pass dropped with its lookups in flight: take
                 # their answers first (the tables are idle for the next frame)
                 with m.If(lk_out):
-                    m.d.comb += [latch.resp.ready.eq(~l_done), spd.resp.ready.eq(~s_done),
-                                 tpl.resp.ready.eq(~t_done)]
-                    l_now = l_done | latch.resp.valid
-                    s_now = s_done | spd.resp.valid
-                    t_now = t_done | tpl.resp.valid
-                    m.d.sync += [l_done.eq(l_now), s_done.eq(s_now), t_done.eq(t_now)]
-                    with m.If(l_now & s_now & t_now):
-                        m.d.sync += [l_done.eq(0), s_done.eq(0), t_done.eq(0), lk_out.eq(0)]
+                    with m.If(each_once(collect)):
+                        clear_each()
+                        m.d.sync += lk_out.eq(0)
                 m.d.comb += self.verdict.valid.eq(~lk_out)
                 m.d.comb += drop_rp_inc.addr.eq(v.reason)
                 m.d.sync += drop_count.eq(Mux(drop_live.bit_select(v.reason, 1), drop_rp_inc.data, 0))
