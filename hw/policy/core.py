@@ -180,21 +180,29 @@ class PolicyCore(wiring.Component):
         m.submodules.events = events = fifo.SyncFIFOBuffered(width=event_layout.size,
                                                             depth=p.event_depth)
         m.submodules.metaq = metaq = fifo.SyncFIFOBuffered(width=meta_layout.size, depth=4)
-        m.submodules.sadmem = sadmem = Memory(shape=sa_layout, depth=p.sas, init=[])
+        # RAM words are registered before any logic uses them, every cycle
+        # and without a reset (timing: the EBR's 5.61 ns clock-to-output
+        # leaves no room for a compare after it; on ECP5 these registers are
+        # folded into the EBRs' output registers, boards/ecp5_outreg.py).
+        # no_rw_check (no read-first bypass mux behind the EBR, which would
+        # stop that fold): the FSM writes the SA, counter and latch counter
+        # RAMs only in states that present no read address it later uses
+        # (host commit, SEND, CLONE_WAIT, COUNT_WRITE, CLEAR_CTR)
+        no_rw = {"no_rw_check": 1}
+        m.submodules.sadmem = sadmem = Memory(shape=sa_layout, depth=p.sas, init=[], attrs=no_rw)
         sa_wp = sadmem.write_port()
         sa_rp = sadmem.read_port()
-        # the SA word is registered before any logic uses it (timing: the
-        # EBR's 5.83 ns clock-to-output leaves no room for a compare after
-        # it): an address presented in cycle t is in sa_q from cycle t+2
-        sa_q = Signal(sa_layout)
+        # an address presented in cycle t is in sa_q from cycle t+2
+        sa_q = Signal(sa_layout, reset_less=True)
         m.d.sync += sa_q.eq(sa_rp.data)
         m.submodules.pad = pad = PadClaims(p.pad_claims, rows=p.pad_rows)
         # counters: read-modify-write after each verdict; host reads go
         # through the FSM too (CTR_READ), so one read port each is enough
-        m.submodules.sactr = sactr = Memory(shape=sa_ctr_layout, depth=p.sas, init=[])
+        m.submodules.sactr = sactr = Memory(shape=sa_ctr_layout, depth=p.sas, init=[], attrs=no_rw)
         sactr_wp, sactr_rp = sactr.write_port(), sactr.read_port()
         if p.latch_counters:
-            m.submodules.lctr = lctr = Memory(shape=ctr_layout, depth=p.latch_capacity, init=[])
+            m.submodules.lctr = lctr = Memory(shape=ctr_layout, depth=p.latch_capacity, init=[],
+                                              attrs=no_rw)
             lctr_wp, lctr_rp = lctr.write_port(), lctr.read_port()
         else:
             # no RAM: the FSM's writes go nowhere, CTR_READ of a latch reads 0
@@ -229,8 +237,11 @@ class PolicyCore(wiring.Component):
         m.d.comb += hold.eq(commit_pending | regs.tbl_commit_stb)
         ctr_pending = Signal()          # CTR_READ waiting for the FSM
         ctr_out = Signal(ctr_layout)
-        ctr_sa_r = Signal(sa_ctr_layout)   # COUNT_READ: the entries being updated
-        ctr_l_r = Signal(ctr_layout)
+        # the counter entries, registered out of their RAMs every cycle: an
+        # address presented in COUNT / CTR_HOST is here two cycles later
+        ctr_sa_r = Signal(sa_ctr_layout, reset_less=True)
+        ctr_l_r = Signal(ctr_layout, reset_less=True)
+        m.d.sync += [ctr_sa_r.eq(sactr_rp.data), ctr_l_r.eq(lctr_rp.data)]
         with m.If(regs.ctr_read_stb):
             m.d.sync += ctr_pending.eq(1)
         with m.If(ctr_pending | regs.ctr_read_stb):
@@ -743,8 +754,7 @@ class PolicyCore(wiring.Component):
                              sa_rp.addr.eq(regs.ctr_read[:16])]
                 m.next = "CTR_HOST_Q"
             with m.State("CTR_HOST_Q"):
-                # the counter words registered (timing), the SA word reaches sa_q
-                m.d.sync += [ctr_sa_r.eq(sactr_rp.data), ctr_l_r.eq(lctr_rp.data)]
+                # the counter words reach ctr_sa_r / ctr_l_r, the SA word sa_q
                 m.next = "CTR_HOST_DATA"
             with m.State("CTR_HOST_DATA"):
                 is_latch = regs.ctr_read[16]
@@ -1261,8 +1271,8 @@ class PolicyCore(wiring.Component):
                 with m.Else():
                     m.next = "COUNT_READ"
             with m.State("COUNT_READ"):
-                # registered (timing): no 48-bit add between a RAM's output and its input
-                m.d.sync += [ctr_sa_r.eq(sactr_rp.data), ctr_l_r.eq(lctr_rp.data)]
+                # the entries on their way to ctr_sa_r / ctr_l_r (timing: no
+                # 48-bit add between a RAM's output and its input)
                 m.next = "COUNT_WRITE"
             with m.State("COUNT_WRITE"):
                 fwd = v.action == Verdict.FORWARD

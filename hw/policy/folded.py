@@ -8,11 +8,20 @@ scan reads the rows on consecutive cycles) and R write cycles per entry.
 
     t = FoldedTable(m, layout, depth, rows, w_en, w_index, w_data)
     t.rp.addr   row address: Cat(row, entry index)
-    whole, entry = t.assemble(m, didx)   # didx: the row address on t.rp.data
+    whole, entry = t.assemble(m, didx)   # didx: the row address on t.rp.data;
+                                         # entry: the whole entry a cycle later
 
 A write starts in the cycle of `w_en` (row 0) and writes one further row
 per cycle (`w_busy` high meanwhile); the owner starts no lookup while
 `w_busy` and sends no second `w_en` before it drops.
+
+Every row read is registered as it leaves the RAM, unconditionally and
+without a reset (`word`): on ECP5 that register is folded into the EBR's own
+output register (boards/ecp5_outreg.py), whose clock-to-output is 0.96 ns
+where the bare EBR's is 5.61 ns (-6). The RAM carries `no_rw_check` (no
+read-first bypass mux behind it, which would stop that fold): the owner
+starts no lookup during a write, so it never uses a row read in a cycle
+that writes it.
 """
 
 from amaranth.hdl import Cat, Const, Signal
@@ -26,7 +35,8 @@ class FoldedTable:
         self.layout, self.rows = layout, rows
         self.rb = rb = (rows - 1).bit_length()
         self.part = part = -(-layout.size // rows)
-        m.submodules[name] = self.mem = mem = Memory(shape=part, depth=depth * rows, init=[])
+        m.submodules[name] = self.mem = mem = Memory(shape=part, depth=depth * rows, init=[],
+                                                     attrs={"no_rw_check": 1})
         self.wp, self.rp = wp, rp = mem.write_port(), mem.read_port()
         self.w_busy = Signal()
         wbits = Signal(part * rows)
@@ -48,14 +58,19 @@ class FoldedTable:
                 m.d.sync += self.w_busy.eq(0)
 
     def assemble(self, m, didx):
-        """(whole, entry): `whole` when rp.data holds an entry's last row; then
-        `entry` (a view of `layout`) is the whole entry, its earlier rows
-        having been shifted into a register on the cycles before."""
+        """(whole, entry): `whole` when rp.data holds an entry's last row; in
+        the cycle after, `entry` (a view of `layout`) is that whole entry:
+        the row in `word` (rp.data registered) and the earlier rows shifted
+        into `parts` on the cycles before."""
+        word = Signal(self.part, reset_less=True)
+        m.d.sync += word.eq(self.rp.data)
         if self.rows == 1:
-            return Const(1, 1), data.View(self.layout, self.rp.data)
+            return Const(1, 1), data.View(self.layout, word)
         part, rb = self.part, self.rb
         parts = Signal(part * (self.rows - 1))
         last = didx[:rb] == self.rows - 1
-        with m.If(~last):
-            m.d.sync += parts.eq(Cat(parts[part:], self.rp.data))
-        return last, data.View(self.layout, Cat(parts, self.rp.data)[:self.layout.size])
+        last_q = Signal()               # `word` holds an entry's last row
+        m.d.sync += last_q.eq(last)
+        with m.If(~last_q):
+            m.d.sync += parts.eq(Cat(parts[part:], word))
+        return last, data.View(self.layout, Cat(parts, word)[:self.layout.size])

@@ -67,11 +67,10 @@ class PadClaims(wiring.Component):
         # compares (32-bit address chunks) to registers, and the cycle after
         # combines and decides while the scan reads on (entries read past
         # the decision are ignored)
-        e = Signal(claim_layout)
         q_pend = Signal()
         q_idx = Signal(ab + 1)
-        whole, entry = t.assemble(m, didx)
-        m.d.sync += [e.eq(entry), q_idx.eq(didx[rb:]), q_pend.eq(whole)]
+        whole, e = t.assemble(m, didx)      # e: the entry, a cycle after `whole`
+        m.d.sync += [q_idx.eq(didx[rb:]), q_pend.eq(whole)]
         t_peer = Signal()
         t_lo = Signal(7)
         t_hi = Signal(7)

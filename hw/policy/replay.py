@@ -55,15 +55,30 @@ class ReplayWindows(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         wb = self.word_bits
-        m.submodules.state = smem = Memory(shape=state_layout, depth=self.sas, init=[])
-        m.submodules.bits = bmem = Memory(shape=32, depth=self.sas * self.ring_words, init=[])
+        # no_rw_check: no state reads a word in the cycle that writes it (the
+        # reads are presented in IDLE/LOAD, CHECK, MARK_READ; the writes are
+        # INIT, UPDATE, CLEAR, MARK_WRITE), so yosys needs no read-first
+        # bypass mux behind the EBRs, which would keep st_q / word_q out of
+        # their output registers (boards/ecp5_outreg.py)
+        m.submodules.state = smem = Memory(shape=state_layout, depth=self.sas, init=[],
+                                           attrs={"no_rw_check": 1})
+        m.submodules.bits = bmem = Memory(shape=32, depth=self.sas * self.ring_words, init=[],
+                                          attrs={"no_rw_check": 1})
         s_rp, s_wp = smem.read_port(), smem.write_port()
         b_rp, b_wp = bmem.read_port(), bmem.write_port()
 
         cmd = Signal(cmd_layout(self.sa_bits))
         st = Signal(state_layout)
         resp = Signal(resp_layout)
-        m.d.comb += [self.resp.payload.eq(resp), s_rp.addr.eq(cmd.sa)]
+        # the state word of the SA is read from the cycle the command is taken
+        # (its address then comes from the request) and registered every
+        # cycle, no reset (st_q: the EBR's output register on ECP5), so LOADED
+        # finds it two cycles after IDLE
+        idle = Signal()
+        m.d.comb += [self.resp.payload.eq(resp),
+                     s_rp.addr.eq(Mux(idle, self.cmd.payload.sa, cmd.sa))]
+        st_q = Signal(state_layout, reset_less=True)
+        m.d.sync += st_q.eq(s_rp.data)
 
         def word_addr(seq):
             return Cat(seq[5:5 + wb], cmd.sa)
@@ -93,11 +108,12 @@ class ReplayWindows(wiring.Component):
         clr_from = Signal(64)       # block index being cleared
         clr_left = Signal(wb + 2)
         new_seq = Signal(64)
-        word_q = Signal(32)          # a bitmap word, registered out of the RAM
+        word_q = Signal(32, reset_less=True)   # a bitmap word, registered out of the RAM every cycle
+        m.d.sync += word_q.eq(b_rp.data)
 
         with m.FSM():
             with m.State("IDLE"):
-                m.d.comb += self.cmd.ready.eq(1)
+                m.d.comb += [self.cmd.ready.eq(1), idle.eq(1)]
                 with m.If(self.cmd.valid):
                     m.d.sync += cmd.eq(self.cmd.payload)
                     with m.If(self.cmd.payload.op == ReplayOp.INIT):
@@ -119,13 +135,13 @@ class ReplayWindows(wiring.Component):
                         m.d.sync += resp.eq(0)
                         m.next = "RESP"
             with m.State("LOAD"):
-                m.next = "LOADED"          # state memory read: data next cycle
+                m.next = "LOADED"          # the state word on its way to st_q
             with m.State("LOADED"):
-                m.d.sync += st.eq(s_rp.data)
+                m.d.sync += st.eq(st_q)
                 with m.If(cmd.op == ReplayOp.CHECK):
                     m.next = "CHECK_EDGE"
                 with m.Elif(cmd.op == ReplayOp.READ):
-                    m.d.sync += [resp.ok.eq(1), resp.seq.eq(s_rp.data.top)]
+                    m.d.sync += [resp.ok.eq(1), resp.seq.eq(st_q.top)]
                     m.next = "RESP"
                 with m.Else():
                     m.next = "UPDATE_CMP"
@@ -155,8 +171,7 @@ class ReplayWindows(wiring.Component):
                     m.d.comb += b_rp.addr.eq(word_addr(full))
                     m.next = "CHECK_BIT"
             with m.State("CHECK_BIT"):
-                # the word is registered out of the RAM first (EBR clock-to-output)
-                m.d.sync += word_q.eq(b_rp.data)
+                # the word on its way to word_q (EBR clock-to-output)
                 m.next = "CHECK_SEL"
             with m.State("CHECK_SEL"):
                 m.d.sync += resp.ok.eq(~word_q.bit_select(resp.seq[:5], 1))
@@ -187,7 +202,6 @@ class ReplayWindows(wiring.Component):
                 m.d.comb += b_rp.addr.eq(word_addr(new_seq))
                 m.next = "MARK_DATA"
             with m.State("MARK_DATA"):
-                m.d.sync += word_q.eq(b_rp.data)
                 m.next = "MARK_WRITE"
             with m.State("MARK_WRITE"):
                 bit = Signal(32)

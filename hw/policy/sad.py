@@ -81,11 +81,10 @@ class SadLookup(wiring.Component):
         # EBR's clock-to-output leaves no room for logic), gives its compares
         # (SPI, 128-bit dst and src equality) to registers, and the cycle
         # after ranks it and decides while the scan reads on
-        e = Signal(entry_layout)
         q_pend = Signal()
         q_idx = Signal(ab + 1)
-        whole, entry = t.assemble(m, didx)
-        m.d.sync += [e.eq(entry), q_idx.eq(didx[rb:]), q_pend.eq(d_v & whole)]
+        whole, e = t.assemble(m, didx)      # e: the entry, a cycle after `whole`
+        m.d.sync += [q_idx.eq(didx[rb:]), q_pend.eq(d_v & whole)]
         same = Signal()
         dst_ok = Signal()
         src_ok = Signal()
@@ -172,7 +171,8 @@ class SadLookup(wiring.Component):
         cs = Signal(ab)                        # next slot to read from the column
         c_more = Signal()                      # slots cs .. top still to read
         c1_v, c1_idx = Signal(), Signal(ab)
-        c2_v, c2_idx, cword = Signal(), Signal(ab), Signal(2 + 32)
+        c2_v, c2_idx = Signal(), Signal(ab)
+        cword = Signal(2 + 32, reset_less=True)    # folded into the EBR (ecp5_outreg)
         c3_v, c3_idx = Signal(), Signal(ab)
         # candidates the row reader has not taken yet
         depth = 4

@@ -91,8 +91,11 @@ class SpdEngine(wiring.Component):
         ab = self.abits
         rb = self.rows - 1                      # row-select bits
         half = -(-rule_layout.size // self.rows)
+        # no_rw_check: a lookup never runs while a rule is written (the core
+        # commits between frames), so yosys needs no read-first bypass mux
+        # behind the EBR, which would keep `word` out of its output register
         m.submodules.mem = mem = Memory(shape=half, depth=self.directions * self.capacity * self.rows,
-                                        init=[])
+                                        init=[], attrs={"no_rw_check": 1})
         wp = mem.write_port()
         rp = mem.read_port()
         # one direction (the template table): the direction bit is not an address bit
@@ -119,28 +122,35 @@ class SpdEngine(wiring.Component):
         inbound = Signal()
         ridx = Signal(ab + rb + 1)              # row addressed this cycle
         didx = Signal(ab + rb + 1)              # row on rp.data
+        # Stage 0 registers each row as it leaves the RAM (`word`, every
+        # cycle, no reset): an ECP5 EBR's clock-to-output (5.61 ns on -6)
+        # leaves no room for logic after it, and on ECP5 this register is
+        # folded into the EBR's own output register (boards/ecp5_outreg.py).
+        # A two-row rule's first row waits in `lo`; q_rule is the whole
+        # rule in the cycle after its last row left the RAM.
+        word = Signal(half, reset_less=True)
+        m.d.sync += word.eq(rp.data)
         lo = Signal(half)
-        rule = Signal(rule_layout)
+        q_rule = Signal(rule_layout)
         if self.rows == 1:
-            m.d.comb += rule.eq(rp.data)
+            m.d.comb += q_rule.eq(word)
             whole = Const(1, 1)
         else:
-            m.d.comb += rule.eq(Cat(lo, rp.data)[:rule_layout.size])
+            m.d.comb += q_rule.eq(Cat(lo, word)[:rule_layout.size])
             whole = didx[0]
-            with m.If(~didx[0]):
-                m.d.sync += lo.eq(rp.data)
+            lo_next = Signal()          # `word` holds a first row
+            m.d.sync += lo_next.eq(~didx[0])
+            with m.If(lo_next):
+                m.d.sync += lo.eq(word)
         index = didx[rb:]
-        # two-stage match: the rule on the read port gives its selector terms
-        # (short compares) to registers; the cycle after combines them and
-        # decides, while the scan reads on (a row read past the decision is
-        # ignored). One cycle more per lookup, not per rule.
-        # Stage 0 registers the rule as it leaves the RAM: an ECP5 EBR's
-        # clock-to-output (about 6 ns on -6) leaves no room for logic after it.
-        q_rule = Signal(rule_layout)
+        # two-stage match: the rule gives its selector terms (short compares)
+        # to registers; the cycle after combines them and decides, while the
+        # scan reads on (a row read past the decision is ignored). One cycle
+        # more per lookup, not per rule.
         q_whole = Signal()
         q_last = Signal()
         q_index = Signal(ab)
-        m.d.sync += [q_rule.eq(rule), q_whole.eq(whole), q_last.eq(index == self.capacity - 1),
+        m.d.sync += [q_whole.eq(whole), q_last.eq(index == self.capacity - 1),
                      q_index.eq(index)]
         terms = Signal(TERM_BITS)
         p_whole = Signal()             # terms/p_rule hold a whole rule
