@@ -369,9 +369,8 @@ class PolicyCore(wiring.Component):
 
         # protected size (ModelDevice._protected_len) for the 64 KiB check
         # registered (timing): res is loaded in IDLE, the first user
-        # (IN_IPSEC) comes two cycles later; prot_hdr / prot_body are loaded
-        # in SA_GOT with the SA, too_big a cycle later (DECIDE), its user
-        # is SA_CHECKS
+        # (IN_IPSEC) comes two cycles later; prot_hdr / prot_body follow
+        # `sa` a cycle behind, too_big a cycle after them (see SA_GOT)
         ip_len = Signal(20)
         payload_len = Signal(20)
         m.d.sync += [ip_len.eq(res.l3_end - res.l2_len),
@@ -400,6 +399,18 @@ class PolicyCore(wiring.Component):
         peer_differs = Signal()         # the SA's peer is not the latch's
         qop_short = Signal()            # the SA's QoP does not satisfy the latch's
         pin_differs = Signal()          # a pinned SA / peer of the SPD rule differs
+        # registered every cycle from the loaded SA (timing: no FSM decode and
+        # no SA mux in front of the adders and compares). Their users, DECIDE
+        # and SA_CHECKS, come at least one / two cycles after `sa`, `sa_idx`,
+        # `lres` and `sres` were last loaded (LATCH_WAIT / SA_LOAD / DC_SA_GOT,
+        # then SA_GOT)
+        hdr_v, body_v = protected_size(sa)
+        m.d.sync += [prot_hdr.eq(hdr_v), prot_body.eq(body_v),
+                     seq_limit_hit.eq(exhausted(sa)),
+                     peer_differs.eq(sa.peer != lentry.peer),
+                     qop_short.eq(~qop_satisfies(sa, lentry.qop)),
+                     pin_differs.eq((sres.pin_sa & (sres.sa != sa_idx))
+                                    | (sres.pin_peer & (sres.peer != sa.peer)))]
         rc_found = Signal()
         rc_healthy_out = Signal()
         rc_sa = Signal(range(p.sas + 2))
@@ -1033,6 +1044,8 @@ class PolicyCore(wiring.Component):
                 with m.If(l_done & s_done & t_done & sa_ready):
                     clear_each()
                     m.d.sync += lk_out.eq(0)
+                    with m.If(~meta.decap):      # a decapsulated frame keeps its own SA
+                        m.d.sync += [sa.eq(sa_q), sa_idx.eq(sres.sa)]
                     m.next = "SA_GOT"
 
             with m.State("SPD"):
@@ -1045,21 +1058,15 @@ class PolicyCore(wiring.Component):
                     m.d.sync += sres.eq(spd.resp.payload)
                     m.next = "SA_READ"
             with m.State("SA_READ"):
-                m.next = "SA_GOT"                # the rule's SA word on its way to sa_q
+                m.next = "SA_LOAD"               # the rule's SA word on its way to sa_q
+            with m.State("SA_LOAD"):
+                with m.If(~meta.decap):          # a decapsulated frame keeps its own SA
+                    m.d.sync += [sa.eq(sa_q), sa_idx.eq(sres.sa)]
+                m.next = "SA_GOT"
             with m.State("SA_GOT"):
-                # a decapsulated frame keeps its own SA
-                s_new = Signal(sa_layout)
-                idx_new = Signal(16)
-                m.d.comb += [s_new.eq(Mux(meta.decap, sa, sa_q)),
-                             idx_new.eq(Mux(meta.decap, sa_idx, sres.sa))]
-                hdr_v, body_v = protected_size(s_new)
-                m.d.sync += [sa.eq(s_new), sa_idx.eq(idx_new),
-                             prot_hdr.eq(hdr_v), prot_body.eq(body_v),
-                             seq_limit_hit.eq(exhausted(s_new)),
-                             peer_differs.eq(s_new.peer != lentry.peer),
-                             qop_short.eq(~qop_satisfies(s_new, lentry.qop)),
-                             pin_differs.eq((sres.pin_sa & (sres.sa != idx_new))
-                                            | (sres.pin_peer & (sres.peer != s_new.peer)))]
+                # `sa` was loaded the cycle before: the flags DECIDE acts on
+                # are registered from it now (always on, no state decode
+                # between the SA register and them)
                 m.next = "DECIDE"
 
             with m.State("DECIDE"):
