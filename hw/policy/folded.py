@@ -6,7 +6,7 @@ of 512 rows hold data. Storing entry i as rows i*R .. i*R+R-1 of W/R bits
 each divides the EBR count by up to R; the price is R reads per entry (a
 scan reads the rows on consecutive cycles) and R write cycles per entry.
 
-    t = FoldedTable(m, layout, depth, rows, w_en, w_index, w_data)
+    t = FoldedTable(m, platform, layout, depth, rows, w_en, w_index, w_data)
     t.rp.addr   row address: Cat(row, entry index)
     whole, entry = t.assemble(m, didx)   # didx: the row address on t.rp.data;
                                          # entry: the whole entry a cycle later
@@ -15,29 +15,27 @@ A write starts in the cycle of `w_en` (row 0) and writes one further row
 per cycle (`w_busy` high meanwhile); the owner starts no lookup while
 `w_busy` and sends no second `w_en` before it drops.
 
-Every row read is registered as it leaves the RAM, unconditionally and
-without a reset (`word`): on ECP5 that register is folded into the EBR's own
-output register (boards/ecp5_outreg.py), whose clock-to-output is 0.96 ns
-where the bare EBR's is 5.61 ns (-6). The RAM carries `no_rw_check` (no
-read-first bypass mux behind it, which would stop that fold): the owner
-starts no lookup during a write, so it never uses a row read in a cycle
-that writes it.
+Every row read is registered as it leaves the RAM (`word`, hw/ram.py: on
+ECP5 the EBR's own output register). The owner starts no lookup during a
+write, so it never uses a row read in a cycle that writes it (the promise
+`no_rw_check` needs).
 """
 
 from amaranth.hdl import Cat, Const, Signal
 from amaranth.lib import data
-from amaranth.lib.memory import Memory
+
+from ..ram import block_ram, read_register
 
 
 class FoldedTable:
-    def __init__(self, m, layout, depth, rows, w_en, w_index, w_data, name="mem"):
+    def __init__(self, m, platform, layout, depth, rows, w_en, w_index, w_data, name="mem"):
         assert rows >= 1 and rows & (rows - 1) == 0
         self.layout, self.rows = layout, rows
         self.rb = rb = (rows - 1).bit_length()
         self.part = part = -(-layout.size // rows)
-        m.submodules[name] = self.mem = mem = Memory(shape=part, depth=depth * rows, init=[],
-                                                     attrs={"no_rw_check": 1})
+        m.submodules[name] = self.mem = mem = block_ram(part, depth * rows)
         self.wp, self.rp = wp, rp = mem.write_port(), mem.read_port()
+        self.word = read_register(m, platform, wp, rp, name=f"{name}_word")
         self.w_busy = Signal()
         wbits = Signal(part * rows)
         m.d.comb += wbits.eq(w_data.as_value())
@@ -62,8 +60,7 @@ class FoldedTable:
         the cycle after, `entry` (a view of `layout`) is that whole entry:
         the row in `word` (rp.data registered) and the earlier rows shifted
         into `parts` on the cycles before."""
-        word = Signal(self.part, reset_less=True)
-        m.d.sync += word.eq(self.rp.data)
+        word = self.word
         if self.rows == 1:
             return Const(1, 1), data.View(self.layout, word)
         part, rb = self.part, self.rb

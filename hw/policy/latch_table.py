@@ -46,9 +46,9 @@ compact entry is expanded), so the user of the table does not see the split.
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, enum, stream, wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from ..ram import block_ram, read_register
 from .crc32 import V4_KEY_BITS, Crc32Key, key_bytes_value, v4_quotient
 from .selectors import flow_layout
 
@@ -143,10 +143,9 @@ class LatchTable(wiring.Component):
         # ECP5 EBRs than one wide RAM per way)
         ports = []
         for i, (_base, slots, layout) in enumerate(self.tables):
-            # no_rw_check: the table never uses the data read in a cycle that
-            # writes (DECIDE, WRITE), so yosys need not emulate read-first
-            # collisions with a bypass mux behind the EBR (timing)
-            mem = Memory(shape=layout, depth=slots, init=[], attrs={"no_rw_check": 1})
+            # the table never uses the data read in a cycle that writes
+            # (DECIDE, WRITE): no read-first bypass behind the EBR (hw/ram.py)
+            mem = block_ram(layout, slots)
             m.submodules[f"mem{i}" if split else "mem"] = mem
             ports.append((mem.write_port(), mem.read_port()))
 
@@ -204,12 +203,11 @@ class LatchTable(wiring.Component):
         # the entry is registered as it leaves the RAM (timing: an ECP5 EBR's
         # clock-to-output leaves no room for logic in the same cycle); in the
         # split geometry the raw words are registered and expanded a cycle later
-        e = Signal(entry_layout, reset_less=True)
         if not split:
-            m.d.sync += e.eq(ports[0][1].data)
+            e = read_register(m, platform, *ports[0], name="e")
         else:
-            raw = [Signal(layout, reset_less=True) for _b, _s, layout in self.tables]
-            m.d.sync += [r.eq(rp.data) for r, (_wp, rp) in zip(raw, ports)]
+            e = Signal(entry_layout, reset_less=True)
+            raw = [read_register(m, platform, wp, rp, name=f"raw{i}") for i, (wp, rp) in enumerate(ports)]
             # the set of the entry: the scanned set, or the set of the slot a
             # READ names (set_idx holds either)
             m.d.sync += e.eq(Mux(tbl, raw[1], expand(raw[0], set_idx).as_value()))

@@ -54,7 +54,7 @@ class PadClaims(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         ab = self.abits
-        t = FoldedTable(m, claim_layout, self.capacity, self.rows, self.w_en, self.w_index[:ab],
+        t = FoldedTable(m, platform, claim_layout, self.capacity, self.rows, self.w_en, self.w_index[:ab],
                         self.w_data)
         rp, rb = t.rp, t.rb
         m.d.comb += self.w_busy.eq(t.w_busy)

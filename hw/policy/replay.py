@@ -19,8 +19,9 @@ Operations (`cmd` -> `resp`):
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, enum, stream, wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
+
+from ..ram import block_ram, read_register
 
 MASK32 = 0xFFFFFFFF
 
@@ -55,15 +56,11 @@ class ReplayWindows(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         wb = self.word_bits
-        # no_rw_check: no state reads a word in the cycle that writes it (the
-        # reads are presented in IDLE/LOAD, CHECK, MARK_READ; the writes are
-        # INIT, UPDATE, CLEAR, MARK_WRITE), so yosys needs no read-first
-        # bypass mux behind the EBRs, which would keep st_q / word_q out of
-        # their output registers (boards/ecp5_outreg.py)
-        m.submodules.state = smem = Memory(shape=state_layout, depth=self.sas, init=[],
-                                           attrs={"no_rw_check": 1})
-        m.submodules.bits = bmem = Memory(shape=32, depth=self.sas * self.ring_words, init=[],
-                                          attrs={"no_rw_check": 1})
+        # words read in a cycle that writes them are never used (hw/ram.py):
+        # the reads whose words are used are presented in IDLE, CHECK and
+        # MARK_READ; the writes are INIT, UPDATE, CLEAR and MARK_WRITE
+        m.submodules.state = smem = block_ram(state_layout, self.sas)
+        m.submodules.bits = bmem = block_ram(32, self.sas * self.ring_words)
         s_rp, s_wp = smem.read_port(), smem.write_port()
         b_rp, b_wp = bmem.read_port(), bmem.write_port()
 
@@ -77,8 +74,7 @@ class ReplayWindows(wiring.Component):
         idle = Signal()
         m.d.comb += [self.resp.payload.eq(resp),
                      s_rp.addr.eq(Mux(idle, self.cmd.payload.sa, cmd.sa))]
-        st_q = Signal(state_layout, reset_less=True)
-        m.d.sync += st_q.eq(s_rp.data)
+        st_q = read_register(m, platform, s_wp, s_rp, name="st_q")
 
         def word_addr(seq):
             return Cat(seq[5:5 + wb], cmd.sa)
@@ -108,8 +104,7 @@ class ReplayWindows(wiring.Component):
         clr_from = Signal(64)       # block index being cleared
         clr_left = Signal(wb + 2)
         new_seq = Signal(64)
-        word_q = Signal(32, reset_less=True)   # a bitmap word, registered out of the RAM every cycle
-        m.d.sync += word_q.eq(b_rp.data)
+        word_q = read_register(m, platform, b_wp, b_rp, name="word_q")   # a bitmap word
 
         with m.FSM():
             with m.State("IDLE"):

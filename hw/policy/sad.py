@@ -26,9 +26,9 @@ rows read, while the column scan runs on. Up to (that slot + 1) + rows x
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from ..ram import block_ram, read_register
 from .folded import FoldedTable
 from .selectors import pack
 
@@ -66,7 +66,7 @@ class SadLookup(wiring.Component):
         m = Module()
         ab = self.abits
         rb = (self.rows - 1).bit_length()
-        t = FoldedTable(m, entry_layout, self.sas, self.rows, self.w_en, self.w_index[:ab], self.w_data)
+        t = FoldedTable(m, platform, entry_layout, self.sas, self.rows, self.w_en, self.w_index[:ab], self.w_data)
         rp, w_busy = t.rp, t.w_busy
         m.d.comb += self.w_busy.eq(w_busy)
         # highest slot ever written valid: the slots after it are empty, the scan stops there
@@ -119,7 +119,7 @@ class SadLookup(wiring.Component):
         if self.rows == 1:
             self._scan_rows(m, rp, top, idle, start, d_v, didx, p_pend, p_idx, done)
         else:
-            self._scan_column(m, rp, top, req, idle, start, d_v, didx, q_pend, done)
+            self._scan_column(m, platform, rp, top, req, idle, start, d_v, didx, q_pend, done)
 
         with m.FSM():
             with m.State("IDLE"):
@@ -149,7 +149,7 @@ class SadLookup(wiring.Component):
         with m.If(start):
             m.d.sync += ridx.eq(1)
 
-    def _scan_column(self, m, rp, top, req, idle, start, d_v, didx, q_pend, done):
+    def _scan_column(self, m, platform, rp, top, req, idle, start, d_v, didx, q_pend, done):
         """`rows` rows per entry: the (valid, ah, spi) column is scanned one
         slot per cycle; only the slots it matches (candidates) have their
         rows read, in slot order (the tie rule), while the column scan runs
@@ -160,8 +160,7 @@ class SadLookup(wiring.Component):
         # the column and the rows of an entry from the same write. An EBR,
         # not LUT RAM (the 25F's logic is full); no_rw_check: no lookup runs
         # during a write, so yosys needs no read-first bypass behind the EBR
-        m.submodules.col = col = Memory(shape=2 + 32, depth=self.sas, init=[],
-                                        attrs={"ram_style": "block", "no_rw_check": 1})
+        m.submodules.col = col = block_ram(2 + 32, self.sas, ram_style="block")
         cwp, crp = col.write_port(), col.read_port()
         m.d.comb += [cwp.en.eq(self.w_en), cwp.addr.eq(self.w_index[:ab]),
                      cwp.data.eq(Cat(self.w_data.valid, self.w_data.ah, self.w_data.spi))]
@@ -172,7 +171,7 @@ class SadLookup(wiring.Component):
         c_more = Signal()                      # slots cs .. top still to read
         c1_v, c1_idx = Signal(), Signal(ab)
         c2_v, c2_idx = Signal(), Signal(ab)
-        cword = Signal(2 + 32, reset_less=True)    # folded into the EBR (ecp5_outreg)
+        cword = read_register(m, platform, cwp, crp, name="cword")
         c3_v, c3_idx = Signal(), Signal(ab)
         # candidates the row reader has not taken yet
         depth = 4
@@ -190,7 +189,7 @@ class SadLookup(wiring.Component):
         m.d.sync += [c1_v.eq(issue), c1_idx.eq(cs)]
         with m.If(issue):
             m.d.sync += [cs.eq(cs + 1), c_more.eq(cs != top)]
-        m.d.sync += [c2_v.eq(c1_v), c2_idx.eq(c1_idx), cword.eq(crp.data),
+        m.d.sync += [c2_v.eq(c1_v), c2_idx.eq(c1_idx),
                      c3_v.eq(c2_v & (cword == Cat(Const(1, 1), req.ah, req.spi))), c3_idx.eq(c2_idx)]
 
         # the reader takes the oldest candidate: the queue's head, or C3's

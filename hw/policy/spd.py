@@ -16,9 +16,9 @@ cycles per lookup, not per rule. One decision per packet.
 
 from amaranth.hdl import Cat, Const, Module, Signal
 from amaranth.lib import data, enum, stream, wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from ..ram import block_ram, read_register
 from .selectors import (TERM_BITS, encode_selectors, flow_layout, pack, selector_layout,
                         selector_terms, terms_match)
 
@@ -91,11 +91,9 @@ class SpdEngine(wiring.Component):
         ab = self.abits
         rb = self.rows - 1                      # row-select bits
         half = -(-rule_layout.size // self.rows)
-        # no_rw_check: a lookup never runs while a rule is written (the core
-        # commits between frames), so yosys needs no read-first bypass mux
-        # behind the EBR, which would keep `word` out of its output register
-        m.submodules.mem = mem = Memory(shape=half, depth=self.directions * self.capacity * self.rows,
-                                        init=[], attrs={"no_rw_check": 1})
+        # a lookup never runs while a rule is written (the core commits
+        # between frames): no row read in a cycle that writes it is used
+        m.submodules.mem = mem = block_ram(half, self.directions * self.capacity * self.rows)
         wp = mem.write_port()
         rp = mem.read_port()
         # one direction (the template table): the direction bit is not an address bit
@@ -122,14 +120,11 @@ class SpdEngine(wiring.Component):
         inbound = Signal()
         ridx = Signal(ab + rb + 1)              # row addressed this cycle
         didx = Signal(ab + rb + 1)              # row on rp.data
-        # Stage 0 registers each row as it leaves the RAM (`word`, every
-        # cycle, no reset): an ECP5 EBR's clock-to-output (5.61 ns on -6)
-        # leaves no room for logic after it, and on ECP5 this register is
-        # folded into the EBR's own output register (boards/ecp5_outreg.py).
-        # A two-row rule's first row waits in `lo`; q_rule is the whole
-        # rule in the cycle after its last row left the RAM.
-        word = Signal(half, reset_less=True)
-        m.d.sync += word.eq(rp.data)
+        # Stage 0 registers each row as it leaves the RAM (`word`, hw/ram.py):
+        # an ECP5 EBR's clock-to-output (5.61 ns on -6) leaves no room for
+        # logic after it. A two-row rule's first row waits in `lo`; q_rule
+        # is the whole rule in the cycle after its last row left the RAM.
+        word = read_register(m, platform, wp, rp, name="word")
         lo = Signal(half)
         q_rule = Signal(rule_layout)
         if self.rows == 1:
