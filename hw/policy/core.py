@@ -501,6 +501,29 @@ class PolicyCore(wiring.Component):
         collect = [(latch.resp.ready, latch.resp.valid), (spd.resp.ready, spd.resp.valid),
                    (tpl.resp.ready, tpl.resp.valid)]
 
+        taking = Signal()
+        # IDLE -> TAKE: the parser's result and the frame's meta are taken a
+        # cycle after IDLE chose them (timing: the parser's `ready`, the meta
+        # queue's read and the load enables of res / meta / flow are the
+        # register `taking`, not the IDLE decode); both hold still until taken
+        m.d.comb += [parser.o.ready.eq(taking), metaq.r_en.eq(taking)]
+        with m.If(taking):
+            pm = data.View(meta_layout, metaq.r_data)
+            r = parser.o.payload
+            m.d.sync += [res.eq(r), meta.eq(metaq.r_data), v.eq(0), have_latch.eq(0),
+                         sa_valid.eq(0), lres.eq(0), sres.eq(0), tres.eq(0)]
+            with m.If(pm.inbound | pm.decap):
+                # a decapsulated frame was counted at its first pass
+                m.d.sync += [frames_in.eq(frames_in + ~pm.decap), flow.local.eq(r.dst),
+                             flow.remote.eq(r.src), flow.local_port.eq(r.dport),
+                             flow.remote_port.eq(r.sport), meta.inbound.eq(1)]
+            with m.Else():
+                m.d.sync += [frames_out.eq(frames_out + 1), flow.local.eq(r.src),
+                             flow.remote.eq(r.dst), flow.local_port.eq(r.sport),
+                             flow.remote_port.eq(r.dport)]
+            m.d.sync += [flow.v6.eq(r.v6), flow.proto.eq(r.proto),
+                         flow.ports_valid.eq(r.ports_valid)]
+
         with m.FSM() as fsm:
             m.d.comb += busy.eq(~fsm.ongoing("IDLE"))
             with m.State("IDLE"):
@@ -515,23 +538,13 @@ class PolicyCore(wiring.Component):
                 with m.Elif(ctr_pending):
                     m.next = "CTR_HOST"
                 with m.Elif(parser.o.valid & metaq.r_rdy):
-                    m.d.comb += [parser.o.ready.eq(1), metaq.r_en.eq(1)]
-                    pm = data.View(meta_layout, metaq.r_data)
-                    r = parser.o.payload
-                    m.d.sync += [res.eq(r), meta.eq(metaq.r_data), v.eq(0), have_latch.eq(0),
-                                 sa_valid.eq(0), lres.eq(0), sres.eq(0), tres.eq(0)]
-                    with m.If(pm.inbound | pm.decap):
-                        # a decapsulated frame was counted at its first pass
-                        m.d.sync += [frames_in.eq(frames_in + ~pm.decap), flow.local.eq(r.dst),
-                                     flow.remote.eq(r.src), flow.local_port.eq(r.dport),
-                                     flow.remote_port.eq(r.sport), meta.inbound.eq(1)]
-                    with m.Else():
-                        m.d.sync += [frames_out.eq(frames_out + 1), flow.local.eq(r.src),
-                                     flow.remote.eq(r.dst), flow.local_port.eq(r.sport),
-                                     flow.remote_port.eq(r.dport)]
-                    m.d.sync += [flow.v6.eq(r.v6), flow.proto.eq(r.proto),
-                                 flow.ports_valid.eq(r.ports_valid)]
-                    m.next = "TIMERS"
+                    m.d.sync += taking.eq(1)
+                    m.next = "TAKE"
+            with m.State("TAKE"):
+                # the parser's result and the frame's meta are loaded (below,
+                # on `taking`) a cycle after IDLE chose them
+                m.d.sync += taking.eq(0)
+                m.next = "TIMERS"
 
             with m.State("TIMERS"):
                 # a cycle of its own (timing): the 32-bit `due` subtract

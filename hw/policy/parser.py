@@ -163,15 +163,31 @@ class HeaderParser(wiring.Component):
         cs_ok = Signal()
         m.d.comb += cs_ok.eq(Mux(cs_c, cs == 0xFFFE, cs == 0xFFFF))
 
-        # ---- beat movement
+        # ---- beat movement. A second beat register (`n*`) takes the next
+        # beat while the current one is in use, so `i.ready` is a register
+        # and an FSM decode (timing: the word-by-word consume logic, deep,
+        # drives only this block's beat registers, not the input's); a beat
+        # moves on every cycle the current one is freed, as before
         in_out_state = Signal()
         skip_take = Signal()
-        m.d.comb += self.i.ready.eq((~bvalid | take | skip_take) & ~in_out_state)
-        with m.If(self.i.valid & self.i.ready):
-            m.d.sync += [bdata.eq(self.i.payload.data), bkeep.eq(self.i.payload.keep),
-                         blast.eq(self.i.payload.last), bvalid.eq(1)]
-        with m.Elif(take | skip_take):
-            m.d.sync += bvalid.eq(0)
+        ndata = Signal(64)
+        nkeep = Signal(8)
+        nlast = Signal()
+        nvalid = Signal()
+        m.d.comb += self.i.ready.eq(~nvalid & ~in_out_state)
+        accept = self.i.valid & self.i.ready
+        with m.If((~bvalid | take | skip_take) & ~in_out_state):
+            with m.If(nvalid):
+                m.d.sync += [bdata.eq(ndata), bkeep.eq(nkeep), blast.eq(nlast), bvalid.eq(1),
+                             nvalid.eq(0)]
+            with m.Elif(accept):
+                m.d.sync += [bdata.eq(self.i.payload.data), bkeep.eq(self.i.payload.keep),
+                             blast.eq(self.i.payload.last), bvalid.eq(1)]
+            with m.Else():
+                m.d.sync += bvalid.eq(0)
+        with m.Elif(accept):
+            m.d.sync += [ndata.eq(self.i.payload.data), nkeep.eq(self.i.payload.keep),
+                         nlast.eq(self.i.payload.last), nvalid.eq(1)]
         with m.If(take | skip_take):
             m.d.sync += [wi.eq(0), flen.eq(flen + popcount)]
             with m.If(blast):
