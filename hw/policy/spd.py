@@ -7,6 +7,20 @@ first invalid entry (the driver keeps each direction's rules contiguous and
 ends them with an invalid entry) or at the last entry. No match is `hit = 0`:
 the SPD's implicit final rule, DISCARD (`no_policy`).
 
+Banks (`banks = 2`, the core's SPD): each direction's rules are held twice,
+an active and a shadow bank (one more RAM address bit). Lookups read their
+direction's active bank; writes go to its shadow bank; `swap` makes a
+direction's shadow the active bank in one cycle (TBL_COMMIT op swap, which
+the core runs between frames). The driver writes a whole new direction
+table into the shadow, then swaps, so a frame is decided against the
+complete old or the complete new ordered rule list, never a mix of the two
+(an entry-by-entry rewrite of a live list could, for a moment, drop a
+PROTECT rule above a broader BYPASS one). After a swap the shadow holds the
+previous table: the next change writes its whole table again. Reset: bank
+0 active in both directions, both banks empty (no rule valid). The 25F
+build's 2 x 64 rules x 2 rows of 311 bits go from 256 to 512 RAM rows: the
+same 9 EBRs (512 x 36 each).
+
 Cost: k + 5 cycles for a first match at index k (rows = 1; 2k + 6 with
 rows = 2); a miss costs (rules programmed) + 5 (2 x rules + 6). The match is
 pipelined (the rule registered out of the RAM, then selectors.selector_terms
@@ -14,7 +28,7 @@ pipelined (the rule registered out of the RAM, then selectors.selector_terms
 cycles per lookup, not per rule. One decision per packet.
 """
 
-from amaranth.hdl import Cat, Const, Module, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -66,6 +80,10 @@ def encode_rule(rule, sa_index: int | None = None, peer_index: int | None = None
 class SpdEngine(wiring.Component):
     """`req`: (direction, flow) lookups; `resp`: the first matching rule.
     `w_*`: the table write port (one whole rule per write, from TBL_COMMIT).
+    `banks = 2`: writes go to the direction's shadow bank; `swap` (one
+    cycle, never while a rule's rows are still going in) makes the shadow
+    bank of direction `swap_inbound` the active one. A lookup keeps the bank
+    it started on to its end.
 
     `rows = 2` stores a rule as two half-width RAM rows (read on consecutive
     cycles, 2 cycles per rule): a 622-bit rule does not fill a 512-deep ECP5
@@ -74,16 +92,19 @@ class SpdEngine(wiring.Component):
     cycle (the core's commits are many cycles apart, and it writes only while
     no lookup runs, so the datapath never sees half a rule)."""
 
-    def __init__(self, capacity: int = 64, directions: int = 2, rows: int = 1):
+    def __init__(self, capacity: int = 64, directions: int = 2, rows: int = 1, banks: int = 1):
         assert capacity & (capacity - 1) == 0 and directions in (1, 2) and rows in (1, 2)
+        assert banks in (1, 2)
         self.capacity = capacity
         self.directions = directions
         self.rows = rows
+        self.banks = banks
         self.abits = (capacity - 1).bit_length()
         super().__init__({
             "req": In(stream.Signature(req_layout)),
             "resp": Out(stream.Signature(resp_layout)),
             "w_en": In(1), "w_inbound": In(1), "w_index": In(16), "w_data": In(rule_layout),
+            **({"swap": In(1), "swap_inbound": In(1)} if banks == 2 else {}),
         })
 
     def elaborate(self, platform):
@@ -93,15 +114,29 @@ class SpdEngine(wiring.Component):
         half = -(-rule_layout.size // self.rows)
         # a lookup never runs while a rule is written (the core commits
         # between frames): no row read in a cycle that writes it is used
-        m.submodules.mem = mem = block_ram(half, self.directions * self.capacity * self.rows)
+        m.submodules.mem = mem = block_ram(half, self.banks * self.directions * self.capacity * self.rows)
         wp = mem.write_port()
         rp = mem.read_port()
         # one direction (the template table): the direction bit is not an address bit
         dirbit = (lambda v: v) if self.directions == 2 else (lambda v: Const(0, 0))
+        # the active bank of each direction (banks = 2); the bank is the top address bit
+        if self.banks == 2:
+            active = Signal(self.directions)
+            bank_of = lambda inbound: active.bit_select(inbound, 1) if self.directions == 2 else active[0]
+            with m.If(self.swap):
+                flip = Mux(self.swap_inbound, 0b10, 0b01) if self.directions == 2 else 1
+                m.d.sync += active.eq(active ^ flip)
+        else:
+            bank_of = lambda inbound: Const(0, 0)
+        # the RAM's upper address bits: direction, then bank
+        table_bits = (self.directions == 2) + (self.banks == 2)
+        # a write goes to the shadow bank: what lookups read changes only on a swap
+        wtable = Signal(table_bits)
+        m.d.comb += wtable.eq(Cat(dirbit(self.w_inbound), ~bank_of(self.w_inbound)))
         wbits = Signal(half * self.rows)
         m.d.comb += wbits.eq(self.w_data.as_value())
         if self.rows == 1:
-            m.d.comb += [wp.addr.eq(Cat(self.w_index[:ab], dirbit(self.w_inbound))),
+            m.d.comb += [wp.addr.eq(Cat(self.w_index[:ab], wtable)),
                          wp.data.eq(wbits), wp.en.eq(self.w_en)]
         else:
             hi = Signal(half)
@@ -109,15 +144,17 @@ class SpdEngine(wiring.Component):
             hi_pending = Signal()
             m.d.sync += hi_pending.eq(0)
             with m.If(self.w_en):
-                m.d.comb += [wp.addr.eq(Cat(Const(0, 1), self.w_index[:ab], dirbit(self.w_inbound))),
+                m.d.comb += [wp.addr.eq(Cat(Const(0, 1), self.w_index[:ab], wtable)),
                              wp.data.eq(wbits[:half]), wp.en.eq(1)]
                 m.d.sync += [hi.eq(wbits[half:]), hi_pending.eq(1),
-                             hi_addr.eq(Cat(Const(1, 1), self.w_index[:ab], dirbit(self.w_inbound)))]
+                             hi_addr.eq(Cat(Const(1, 1), self.w_index[:ab], wtable))]
             with m.Elif(hi_pending):
                 m.d.comb += [wp.addr.eq(hi_addr), wp.data.eq(hi), wp.en.eq(1)]
 
         flow = Signal(flow_layout)
-        inbound = Signal()
+        # the lookup's (direction, bank), taken when it starts: a swap during
+        # a scan does not move it to the other bank halfway
+        table = Signal(table_bits)
         ridx = Signal(ab + rb + 1)              # row addressed this cycle
         didx = Signal(ab + rb + 1)              # row on rp.data
         # Stage 0 registers each row as it leaves the RAM (`word`, hw/ram.py):
@@ -161,15 +198,15 @@ class SpdEngine(wiring.Component):
 
         with m.FSM():
             with m.State("IDLE"):
-                m.d.comb += [self.req.ready.eq(1),
-                             rp.addr.eq(Cat(Const(0, ab + rb), dirbit(self.req.payload.inbound)))]
+                req_table = Cat(dirbit(self.req.payload.inbound), bank_of(self.req.payload.inbound))
+                m.d.comb += [self.req.ready.eq(1), rp.addr.eq(Cat(Const(0, ab + rb), req_table))]
                 m.d.sync += [q_whole.eq(0), p_whole.eq(0)]
                 with m.If(self.req.valid):
-                    m.d.sync += [flow.eq(self.req.payload.flow), inbound.eq(self.req.payload.inbound),
+                    m.d.sync += [flow.eq(self.req.payload.flow), table.eq(req_table),
                                  ridx.eq(1), didx.eq(0)]
                     m.next = "SCAN"
             with m.State("SCAN"):
-                m.d.comb += rp.addr.eq(Cat(ridx[:ab + rb], dirbit(inbound)))
+                m.d.comb += rp.addr.eq(Cat(ridx[:ab + rb], table))
                 m.d.sync += ridx.eq(ridx + 1)
                 m.d.sync += didx.eq(ridx)
                 with m.If(p_whole):
