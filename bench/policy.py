@@ -82,7 +82,7 @@ def components() -> dict:
     from latchnic.hw.policy.replay import ReplayWindows
     from latchnic.hw.policy.sad import SadLookup
     from latchnic.hw.policy.spd import SpdEngine
-    return {"spd": lambda: SpdEngine(64, rows=2), "replay": lambda: ReplayWindows(64, 1024),
+    return {"spd": lambda: SpdEngine(64, rows=2, banks=2), "replay": lambda: ReplayWindows(64, 1024),
             "sad": lambda: SadLookup(64), "pad": lambda: PadClaims(64),
             "latch": lambda: LatchTable(1024, 4), "parser": HeaderParser}
 
@@ -261,7 +261,7 @@ def spd_cycles(rules: int = 64, rows: int = 2) -> dict:
     from latchnic.hw.policy.spd import SpdEngine, encode_rule, req_layout
     from latchnic.sim.selectors import Flow
 
-    dut = SpdEngine(rules, rows=rows)
+    dut = SpdEngine(rules, rows=rows, banks=2)        # the core's: two banks per direction
     a = lambda s: int(ipaddress.ip_address(s))
     table = [SpdRule("out", "bypass", local=AddrSel(4, a("192.0.2.1"), a("192.0.2.1"), ""),
                      remote=AddrSel(4, a("198.51.100.0") + i, a("198.51.100.0") + i, ""))
@@ -272,6 +272,9 @@ def spd_cycles(rules: int = 64, rows: int = 2) -> dict:
 
     async def bench(ctx):
         await _fill(ctx, dut, [encode_rule(r) for r in table], gap=1)
+        ctx.set(dut.swap, 1)                        # the outbound shadow bank goes live
+        await ctx.tick()
+        ctx.set(dut.swap, 0)
         ctx.set(dut.resp.ready, 1)
         for name, idx in cases.items():
             remote = a("198.51.100.0") + (idx if idx is not None else 250)

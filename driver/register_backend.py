@@ -388,8 +388,9 @@ class RegisterBackend(Backend):
             if not 0 <= index <= len(rules):
                 raise BackendError(f"SPD {rule.dir} index {index} outside 0..{len(rules)}")
             rules.insert(index, rule)
-            writes = prog.spd_writes(rule.dir, rules, self.sa_slots, self.pad.index, self.cap_spd,
-                                     start=index, backwards=True)
+            # the whole direction into its shadow bank, then the swap: frames
+            # see the old list or the new one, never a mix (program.spd_writes)
+            writes = prog.spd_writes(rule.dir, rules, self.sa_slots, self.pad.index, self.cap_spd)
             writes.append((regs.TBL_COMMIT, prog.RECHECK << 24))
             self._run(writes, "spd_changed")
             self.rules[rule.dir] = rules
@@ -404,8 +405,7 @@ class RegisterBackend(Backend):
             if not 0 <= index < len(rules):
                 raise BackendError(f"no SPD {direction} rule at index {index}")
             del rules[index]
-            writes = prog.spd_writes(direction, rules, self.sa_slots, self.pad.index, self.cap_spd,
-                                     start=index)
+            writes = prog.spd_writes(direction, rules, self.sa_slots, self.pad.index, self.cap_spd)
             writes.append((regs.TBL_COMMIT, prog.RECHECK << 24))
             self._run(writes, "spd_changed")
             self.rules[direction] = rules

@@ -28,6 +28,11 @@ Conventions
   is copied in one clock cycle, so the datapath never sees half an entry
   (tear-free). Keys enter only through `TBL_KEY*` and no register reads
   them back.
+* The SPD is double-buffered per direction: commits to `spd_out` / `spd_in`
+  write that direction's shadow bank, and TBL_COMMIT op 5 (swap) makes the
+  shadow the active bank in one cycle between frames, so a whole ordered
+  rule list changes at once (the driver writes the complete new list, then
+  swaps).
 * Counters per drop reason are generated from `latchnic.sim.drops.REASONS`,
   so a reason's register index is its code in the model and in the drop logs.
 """
@@ -48,8 +53,8 @@ from amaranth.lib.wiring import In, Out
 from latchnic.sim.drops import REASONS
 
 MAGIC = 0x4C4E4943          # "LNIC"
-VERSION_MAJOR = 0
-VERSION_MINOR = 2          # 2: CAPS_COUNTERS
+VERSION_MAJOR = 1          # 1: SPD writes go to a shadow bank, live after TBL_COMMIT op 5 (swap):
+VERSION_MINOR = 0          # a 0.x driver's rules would never go live (0.2: CAPS_COUNTERS)
 
 ALGORITHMS = ("aes-gcm-128", "aes-gcm-256", "gmac-128", "gmac-256")
 
@@ -245,9 +250,12 @@ def _build() -> tuple[Register, ...]:
            F("op", 24, 3, "0 write, 1 clear (entry invalid), 2 release (latch table: the slot is "
              "freed, a live latch's event has cause release; other tables: nothing changes), 3 re-check every latch (table and "
              "index ignored), 4 read entry `index` of the latch table or the SAD into `TBL_READ*` "
-             "(other tables read 0)")), group=g),
+             "(other tables read 0), 5 swap (spd_out / spd_in: the direction's shadow bank, which "
+             "writes and clears of that table fill, becomes the bank lookups read, in one cycle "
+             "between frames, and the old active bank the shadow; index ignored; other tables: "
+             "nothing changes)")), group=g),
         R("TBL_COMMITS", 0x1C4, "ro", "Number of commits done since reset (the driver polls it). "
-          "Release (table latch), re-check (op 3) and read (op 4) count when they are done and "
+          "Release (table latch), re-check (op 3), read (op 4) and swap (op 5) count when they are done and "
           "hold the bus until then, so an access after them sees their result.",
           (F("count", 0, 32, ""),), group=g),
     ]
@@ -555,7 +563,12 @@ def as_markdown(params: Params = Params()) -> str:
            "numbers: " + ", ".join(f"{v} = `{k}`" for k, v in TABLES.items()) + ". "
            "Read-back: `TBL_COMMIT` op 4 copies a latch slot (with its live bit) or a SAD "
            "entry into `TBL_READ*` (keys are never read back); the driver's `latches()` and "
-           "an outbound SA's sequence number use it (docs/driver.md).", ""]
+           "an outbound SA's sequence number use it (docs/driver.md). The SPD is "
+           "double-buffered per direction: `spd_out` / `spd_in` commits write the "
+           "direction's shadow bank, and `TBL_COMMIT` op 5 (swap) makes it the bank "
+           "lookups read, between frames: the driver writes the whole new rule list of the "
+           "direction, then swaps, so no frame is decided against a half-rewritten list "
+           "(docs/policy-core.md).", ""]
     group = None
     for r in REGMAP:
         if r.group != group:

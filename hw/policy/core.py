@@ -53,7 +53,7 @@ from latchnic.sim.drops import REASON_CODES
 from .latch_table import LatchState, LatchTable, Op, entry_layout
 from .pad import PadClaims, claim_layout
 from .parser import HeaderParser, Status
-from .program import READ, RECHECK, latch_read_layout, sa_layout, sad_stage_layout
+from .program import READ, RECHECK, SWAP, latch_read_layout, sa_layout, sad_stage_layout
 from .replay import ReplayOp, ReplayWindows
 from .sad import SadLookup
 from .selectors import flow_layout
@@ -172,7 +172,8 @@ class PolicyCore(wiring.Component):
             m.d.comb += (b.eq(a) if regs.signature.members[name].flow == In else a.eq(b))
 
         m.submodules.parser = parser = HeaderParser()
-        m.submodules.spd = spd = SpdEngine(p.spd_rules, rows=p.spd_rows)
+        # two banks per direction: TBL_COMMIT writes the shadow, op swap makes it live (spd.py)
+        m.submodules.spd = spd = SpdEngine(p.spd_rules, rows=p.spd_rows, banks=2)
         m.submodules.tpl = tpl = SpdEngine(p.templates, directions=1)
         m.submodules.latch = latch = LatchTable(p.latch_capacity, p.latch_ways,
                                                  capacity_v6=p.latch_capacity_v6)
@@ -567,6 +568,11 @@ class PolicyCore(wiring.Component):
                 # release (op 2) is the latch table's; on another table it
                 # changes nothing (it is not taken as a write of the stage)
                 stray_release = (op == 2) & (table != TABLES["latch"])
+                # swap (op 5): an SPD direction's shadow bank goes live, between
+                # frames; on another table nothing changes (fail closed)
+                m.d.comb += [spd.swap.eq((op == SWAP) & ((table == TABLES["spd_out"])
+                                                         | (table == TABLES["spd_in"]))),
+                             spd.swap_inbound.eq(table == TABLES["spd_in"])]
                 m.d.sync += [commit_pending.eq(0), commits.eq(commits + 1)]
                 with m.If((op >= RECHECK) | (table == TABLES["latch"])):
                     # release, re-check and read keep the bus held until they
@@ -615,7 +621,7 @@ class PolicyCore(wiring.Component):
                         m.d.sync += rd_data.eq(0)
                         m.next = "CMD_DONE"
                 with m.Elif(op > READ):
-                    m.next = "CMD_DONE"          # no such op: nothing changes
+                    m.next = "CMD_DONE"          # swap (above), ops 6, 7: nothing else changes
                 with m.Elif(stray_release):
                     m.next = "IDLE"
                 with m.Elif((table != TABLES["latch"]) & (table != TABLES["sad"])):

@@ -32,6 +32,7 @@ sa_layout = data.StructLayout({
 ICV_CODE = {8: 0, 12: 1, 16: 2}
 RECHECK = 3              # TBL_COMMIT ops (docs/registers.md)
 READ = 4
+SWAP = 5                 # an SPD direction's shadow bank becomes the active one
 
 
 def latch_read_layout():
@@ -95,19 +96,23 @@ def sa_writes(sa, slot: int, peer_index: dict[str, int], window: int,
 
 
 def spd_writes(direction: str, rules, sa_slots: dict[str, int], peer_index: dict[str, int],
-               capacity: int, start: int = 0, backwards: bool = False) -> list[tuple[int, int]]:
-    """Entries start.. of one direction's SPD (`rules`: the whole direction),
-    then the terminator (an invalid entry) unless the table is full. An
-    insertion writes from the end backwards: the table never lacks a rule,
-    it only holds an adjacent duplicate for a moment (same first match);
-    a deletion writes forwards for the same reason."""
+               capacity: int) -> list[tuple[int, int]]:
+    """One direction's whole SPD (`rules`, in priority order) into its shadow
+    bank: every entry from 0, the terminator (an invalid entry) unless the
+    table is full, then the swap (op 5) that makes it the bank lookups read.
+    The shadow holds the table before last (a swap leaves the old active
+    bank there), so the whole list is written every time; frames meanwhile
+    are decided by the complete old list, after the swap by the complete new
+    one (hw/policy/spd.py)."""
     table = "spd_out" if direction == "out" else "spd_in"
     assert len(rules) <= capacity
-    groups = [commit_writes(table, i, encode_rule(r, sa_slots.get(r.sa), peer_index.get(r.peer)))
-              for i, r in enumerate(rules) if i >= start]
+    w = []
+    for i, r in enumerate(rules):
+        w += commit_writes(table, i, encode_rule(r, sa_slots.get(r.sa), peer_index.get(r.peer)))
     if len(rules) < capacity:
-        groups.append(commit_writes(table, len(rules), op=1))
-    return [a for g in (reversed(groups) if backwards else groups) for a in g]
+        w += commit_writes(table, len(rules), op=1)
+    w.append((regs.TBL_COMMIT, (regs.TABLES[table] << 16) | (SWAP << 24)))
+    return w
 
 
 def template_writes(templates, peer_index: dict[str, int], capacity: int,
@@ -147,6 +152,9 @@ def program(cfg, peer_index: dict[str, int], tick_ns: int, spd_capacity: int,
             seqs: dict[str, int] | None = None, claims_capacity: int = 64) -> list[tuple[int, int]]:
     """Register writes that make the device's tables equal to `cfg`, then a
     re-check of the latches (TBL_COMMIT op 3), as ModelDevice.apply does.
+    Each SPD direction is written whole into its shadow bank and swapped
+    (spd_writes), both directions every time: an unchanged direction swaps
+    to an identical copy.
 
     `old`: the configuration the device holds (None: empty device).
     `sa_slots`: SA name -> SAD slot, updated in place. An SA whose definition

@@ -23,6 +23,7 @@ from latchnic.driver.buses import BusError, MmapBus, RecordingBus
 from latchnic.driver.entries import from_table, to_table
 from latchnic.driver.register_backend import RegisterBackend
 from latchnic.hw.generated import regs
+from latchnic.hw.policy import program as prog
 from latchnic.hw.regmap import Params, _caps_values
 
 from driver_kit import CONFIG, SA_ARGS, run, run_json
@@ -98,7 +99,12 @@ def test_bad_id_magic_and_version():
         RegisterBackend(bus)
     assert bus.writes == []
     bus = RecordingBus(DictBus(id_block() | {regs.VERSION: 7 << 16}))
-    with pytest.raises(BackendError, match=r"register map version 7\.0, this driver speaks 0\.x"):
+    with pytest.raises(BackendError, match=r"register map version 7\.0, this driver speaks 1\.x"):
+        RegisterBackend(bus)
+    assert bus.writes == []
+    # a 0.x core has no SPD banks: this driver's rules would never go live there
+    bus = RecordingBus(DictBus(id_block() | {regs.VERSION: 2}))
+    with pytest.raises(BackendError, match=r"register map version 0\.2, this driver speaks 1\.x"):
         RegisterBackend(bus)
     assert bus.writes == []
 
@@ -341,3 +347,108 @@ def test_cli_through_mmap(tmp_path, monkeypatch):
     rc, _, err = run("caps", "--device", f"mmap:{f}@zz")
     assert (rc, err.strip()) == (2, f"latchnic caps: bad device address 'mmap:{f}@zz': "
                                     "offset 'zz' is not a number")
+
+
+# ------------------------------------------------------- SPD shadow banks
+
+class BankedSpd(CommitBus):
+    """CommitBus that also plays the core's double-buffered SPD (TBL_COMMIT
+    to spd_out / spd_in writes the direction's shadow bank, op 5 swaps) and
+    records, after every commit, the rule list each direction's lookups see
+    (the active bank up to its first invalid entry): enough to check the
+    driver's side of the protocol without a simulator."""
+
+    def __init__(self, values, capacity):
+        super().__init__(values)
+        self.capacity = capacity
+        self.banks = {d: [[0] * capacity, [0] * capacity] for d in ("out", "in")}
+        self.active = {"out": 0, "in": 0}
+        self.seen = []              # (direction, live list) after each commit
+
+    def live(self, d):
+        out = []
+        for word in self.banks[d][self.active[d]]:
+            if not word & 1:        # rule_layout.valid is bit 0
+                break
+            out.append(word)
+        return out
+
+    def write(self, addr, value):
+        super().write(addr, value)
+        if addr != regs.TBL_COMMIT:
+            return
+        index, table, op = value & 0xFFFF, (value >> 16) & 0xF, (value >> 24) & 7
+        d = {regs.TABLES["spd_out"]: "out", regs.TABLES["spd_in"]: "in"}.get(table)
+        if d is None:
+            return
+        if op in (0, 1):
+            stage = sum(self.mem.get(regs.TBL_STAGE0 + 4 * i, 0) << (32 * i)
+                        for i in range(regs.STAGE_WORDS))
+            self.banks[d][1 - self.active[d]][index] = stage if op == 0 else 0
+        elif op == prog.SWAP:
+            self.active[d] ^= 1
+        self.seen.append((d, self.live(d)))
+
+
+BANKED = dataclasses.replace(SMALL, spd_rules=6)
+
+
+def test_spd_changes_go_through_the_shadow_bank():
+    """add_spd / del_spd / apply write each changed direction's whole new
+    list into its shadow bank, then swap, then re-check: lookups see the old
+    list until the swap and the new one from it (never a mix, never a
+    missing rule), and an unchanged direction never shows anything else."""
+    from latchnic.hw.policy.spd import encode_rule
+
+    dev_bus = BankedSpd(id_block(BANKED), BANKED.spd_rules)
+    bus = RecordingBus(dev_bus)
+    dev = RegisterBackend(bus)
+    cfg = parse_config(CONFIG.replace("replay_window = 128", "replay_window = 128\nlatch_capacity = 16\n"
+                                      "latch_ways = 2"), "kit.toml")
+
+    def words(d):
+        return [encode_rule(r, dev.sa_slots.get(r.sa), dev.pad.index.get(r.peer)) for r in dev.rules[d]]
+
+    def run(op, *args):
+        before = {d: words(d) for d in ("out", "in")}
+        dev_bus.seen.clear()
+        bus.log.clear()
+        op(*args)
+        after = {d: words(d) for d in ("out", "in")}
+        for d in ("out", "in"):
+            lists = [live for dd, live in dev_bus.seen if dd == d]
+            assert all(live in (before[d], after[d]) for live in lists), (op.__name__, d)
+            assert dev_bus.live(d) == after[d], (op.__name__, d, "the new list is not live")
+        # the swap comes after the last write of its direction, the re-check after every swap
+        commits = [(v >> 16 & 0xF, v >> 24 & 7) for a, v in bus.writes if a == regs.TBL_COMMIT]
+        swaps = [i for i, (t, o) in enumerate(commits) if o == prog.SWAP]
+        for i in swaps:
+            assert all(not (t == commits[i][0] and o in (0, 1)) for t, o in commits[i + 1:]), commits
+        if swaps:
+            assert commits[-1] == (0, prog.RECHECK) and max(swaps) < len(commits) - 1, commits
+        return before, after
+
+    before, after = run(dev.apply, cfg)
+    assert after["out"] and after["in"]
+    r = lambda **f: entry("spd", **f)
+    for i, rule in enumerate([r(dir="out", remote="198.51.100.0/24", action="bypass"),
+                              r(dir="out", remote="203.0.113.0/24", action="discard"),
+                              r(dir="out", remote="203.0.113.5", proto="tcp", action="protect",
+                                sa="alice-out")]):
+        run(dev.add_spd, rule, 0)            # at the top: every rule moves down
+    b, a = run(dev.add_spd, r(dir="in", remote="198.51.100.0/24", action="bypass"), 1)
+    assert b["out"] == a["out"] and len(a["in"]) == len(b["in"]) + 1
+    run(dev.del_spd, "out", 0)
+    run(dev.del_spd, "out", 1)
+    # a reordered direction through apply (rules swapped places)
+    moved = parse_config(CONFIG.replace("replay_window = 128", "replay_window = 128\nlatch_capacity = 16\n"
+                                        "latch_ways = 2") + """
+[[spd]]
+dir = "out"
+remote = "198.51.100.0/24"
+action = "discard"
+""", "kit2.toml")
+    moved.spd = [moved.spd[-1]] + moved.spd[:-1]
+    b, a = run(dev.apply, moved)
+    assert a["out"] != b["out"] and len(a["out"]) == 2
+    assert [dd for dd, _l in dev_bus.seen].count("out") >= 3
