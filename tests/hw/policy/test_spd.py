@@ -222,18 +222,20 @@ def test_spd_banks(rows):
             n += 1
         return n
 
+    async def swap_and_look(ctx, d, label, live):
+        """Swap direction `d`, then every probe must see `live`."""
+        await swap(ctx, d)
+        for dd, f in probes:
+            await look(ctx, label, dd, f, live)
+
     async def bench(ctx):
         for d, f in probes[:20]:
             await look(ctx, "reset", d, f, {"out": None, "in": None})
         hits_a = {d: [f for dd, f in probes if dd == d and _answer(a, d, f)[0]] for d in ("out", "in")}
         n = await write_while_looking(ctx, "A into the shadow", a, {"out": None, "in": None}, hits_a)
         assert n >= 4, n
-        await swap(ctx, "out")
-        for d, f in probes:
-            await look(ctx, "out swapped to A", d, f, {"out": a, "in": None})
-        await swap(ctx, "in")
-        for d, f in probes:
-            await look(ctx, "both A", d, f, {"out": a, "in": a})
+        await swap_and_look(ctx, "out", "out swapped to A", {"out": a, "in": None})
+        await swap_and_look(ctx, "in", "both A", {"out": a, "in": a})
         n = await write_while_looking(ctx, "B into the shadow", b, {"out": a, "in": a}, differ)
         assert n >= 4, n
         # a lookup under way when its direction swaps: decided on A; the
@@ -255,17 +257,11 @@ def test_spd_banks(rows):
             await swap(ctx, "out")
             await look(ctx, "the cycle after the swap", "out", f, {"out": b, "in": a})
             await swap(ctx, "out")
-        await swap(ctx, "out")
-        for d, f in probes:
-            await look(ctx, "out B, in A", d, f, {"out": b, "in": a})
-        await swap(ctx, "in")
-        for d, f in probes:
-            await look(ctx, "both B", d, f, {"out": b, "in": b})
+        await swap_and_look(ctx, "out", "out B, in A", {"out": b, "in": a})
+        await swap_and_look(ctx, "in", "both B", {"out": b, "in": b})
         # no writes: swapping back shows A (the shadow kept it); the other
         # direction stays on B
-        await swap(ctx, "out")
-        for d, f in probes:
-            await look(ctx, "out back to A, in B", d, f, {"out": a, "in": b})
+        await swap_and_look(ctx, "out", "out back to A, in B", {"out": a, "in": b})
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
