@@ -51,6 +51,11 @@ class AxiLiteSlave(wiring.Component):
         data = Signal.like(bus.w_data)
         strb = Signal.like(bus.w_strb)
 
+        # the request's address, data and strobes reach the register file
+        # from their registers in every state (timing: no FSM decode in front
+        # of the address decoder and the read muxes); w_en / r_en say when
+        m.d.comb += [bus.addr.eq(addr), bus.w_data.eq(data), bus.w_strb.eq(strb)]
+
         with m.FSM():
             with m.State("IDLE"):
                 # `hold`: the register file's owner is busy (a table commit is
@@ -67,12 +72,11 @@ class AxiLiteSlave(wiring.Component):
                     m.d.sync += [addr.eq(s("araddr")), last_was_read.eq(1)]
                     m.next = "READ"
             with m.State("WRITE"):
-                m.d.comb += [bus.addr.eq(addr), bus.w_en.eq(1), bus.w_data.eq(data),
-                             bus.w_strb.eq(strb)]
+                m.d.comb += bus.w_en.eq(1)
                 m.d.sync += [s("bresp").eq(Mux(bus.err, SLVERR, OKAY)), s("bvalid").eq(1)]
                 m.next = "WRESP"
             with m.State("READ"):
-                m.d.comb += [bus.addr.eq(addr), bus.r_en.eq(1)]
+                m.d.comb += bus.r_en.eq(1)
                 m.d.sync += err.eq(bus.err)
                 m.next = "RDATA"
             with m.State("WRESP"):
