@@ -363,7 +363,7 @@ class PolicyCore(wiring.Component):
         lentry = lres.entry
 
         # protected size (ModelDevice._protected_len) for the 64 KiB check
-        # registered (timing): res is loaded in IDLE, the first user
+        # registered (timing): res is loaded in TAKE, the first user
         # (IN_IPSEC) comes two cycles later; prot_hdr / prot_body follow
         # `sa` a cycle behind, too_big a cycle after them (see SA_GOT)
         ip_len = Signal(20)
