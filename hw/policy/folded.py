@@ -57,17 +57,24 @@ class FoldedTable:
 
     def assemble(self, m, didx):
         """(whole, entry): `whole` when rp.data holds an entry's last row; in
-        the cycle after, `entry` (a view of `layout`) is that whole entry:
-        the row in `word` (rp.data registered) and the earlier rows shifted
-        into `parts` on the cycles before."""
-        word = self.word
-        if self.rows == 1:
-            return Const(1, 1), data.View(self.layout, word)
-        part, rb = self.part, self.rb
-        parts = Signal(part * (self.rows - 1))
-        last = didx[:rb] == self.rows - 1
-        last_q = Signal()               # `word` holds an entry's last row
-        m.d.sync += last_q.eq(last)
-        with m.If(~last_q):
-            m.d.sync += parts.eq(Cat(parts[part:], word))
-        return last, data.View(self.layout, Cat(parts, word)[:self.layout.size])
+        the cycle after, `entry` (a view of `layout`) is that whole entry
+        (assemble_rows)."""
+        last = Const(1, 1) if self.rows == 1 else didx[:self.rb] == self.rows - 1
+        return last, assemble_rows(m, self.word, last, self.rows, self.layout)
+
+
+def assemble_rows(m, word, last, rows, layout):
+    """An entry stored as `rows` RAM rows, read on consecutive cycles: `word`
+    is the read word registered out of the RAM (hw/ram.py), `last` says the
+    row on the read port (a cycle ahead of `word`) is an entry's last. The
+    view returned is the whole entry in the cycle `word` holds its last row:
+    that row, and the earlier ones shifted into `parts` on the cycles before."""
+    if rows == 1:
+        return data.View(layout, word)
+    part = len(word)
+    parts = Signal(part * (rows - 1))
+    last_q = Signal()                   # `word` holds an entry's last row
+    m.d.sync += last_q.eq(last)
+    with m.If(~last_q):
+        m.d.sync += parts.eq(Cat(parts[part:], word))
+    return data.View(layout, Cat(parts, word)[:layout.size])

@@ -33,6 +33,7 @@ from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..ram import block_ram, read_register
+from .folded import assemble_rows
 from .selectors import (TERM_BITS, encode_selectors, flow_layout, pack, selector_layout,
                         selector_terms, terms_match)
 
@@ -159,21 +160,11 @@ class SpdEngine(wiring.Component):
         didx = Signal(ab + rb + 1)              # row on rp.data
         # Stage 0 registers each row as it leaves the RAM (`word`, hw/ram.py):
         # an ECP5 EBR's clock-to-output (5.61 ns on -6) leaves no room for
-        # logic after it. A two-row rule's first row waits in `lo`; q_rule
-        # is the whole rule in the cycle after its last row left the RAM.
+        # logic after it. q_rule is the whole rule in the cycle after its last
+        # row left the RAM (a two-row rule's first row waits in a register).
         word = read_register(m, platform, wp, rp, name="word")
-        lo = Signal(half)
-        q_rule = Signal(rule_layout)
-        if self.rows == 1:
-            m.d.comb += q_rule.eq(word)
-            whole = Const(1, 1)
-        else:
-            m.d.comb += q_rule.eq(Cat(lo, word)[:rule_layout.size])
-            whole = didx[0]
-            lo_next = Signal()          # `word` holds a first row
-            m.d.sync += lo_next.eq(~didx[0])
-            with m.If(lo_next):
-                m.d.sync += lo.eq(word)
+        whole = Const(1, 1) if self.rows == 1 else didx[0]
+        q_rule = assemble_rows(m, word, whole, self.rows, rule_layout)
         index = didx[rb:]
         # two-stage match: the rule gives its selector terms (short compares)
         # to registers; the cycle after combines them and decides, while the
