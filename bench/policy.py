@@ -113,6 +113,10 @@ def report(syn: dict, freq: int):
     kind = "routed" if syn.get("routed") else "placement estimate"
     print(f"   Fmax {syn.get('fmax_mhz', 'n/a')} MHz ({kind}; constraint {freq}); "
           f"yosys {syn['yosys_s']:.0f} s, nextpnr {syn.get('nextpnr_s', float('nan')):.0f} s")
+    if Path(syn.get("paths_report", "")).is_file():
+        # boards/ecp5_paths.py: every failing endpoint, grouped by register
+        head = Path(syn["paths_report"]).read_text().splitlines()[0]
+        print(f"   paths: {head}; by register in {syn['paths_report']}")
 
 
 # ---------------------------------------------------------------- simulation
