@@ -184,9 +184,10 @@ class PolicyCore(wiring.Component):
         m.submodules.metaq = metaq = fifo.SyncFIFOBuffered(width=meta_layout.size, depth=4)
         # RAM words are registered before any logic uses them (hw/ram.py;
         # timing: the EBR's 5.61 ns clock-to-output leaves no room for a
-        # compare after it). The FSM writes the SA, counter and latch counter
-        # RAMs only in states that present no read address it later uses
-        # (host commit, SEND, CLONE_WAIT, COUNT_WRITE, CLEAR_CTR)
+        # compare after it). The SA, counter and latch counter RAMs are
+        # written in cycles whose read word is never used: the cycle after
+        # COMMIT, SEND, COUNT_WRITE or a CLEAR_CTR step (their writes are
+        # registered), and CLONE_WAIT / CLEAR_CTR for the latch counters
         m.submodules.sadmem = sadmem = block_ram(sa_layout, p.sas)
         sa_wp = sadmem.write_port()
         sa_rp = sadmem.read_port()
@@ -263,8 +264,12 @@ class PolicyCore(wiring.Component):
         ]
         tick = Signal(32)
         tick_div = Signal(32)
-        m.d.sync += tick_div.eq(tick_div + 1)
-        with m.If(tick_div + 1 >= regs.tick_div):
+        # TICK_DIV - 1 (0 for 0), registered: the compare has no adder in
+        # front of it (timing); a new TICK_DIV takes effect a cycle later
+        tick_limit = Signal(32)
+        m.d.sync += [tick_limit.eq(Mux(regs.tick_div == 0, 0, regs.tick_div - 1)),
+                     tick_div.eq(tick_div + 1)]
+        with m.If(tick_div >= tick_limit):
             m.d.sync += [tick_div.eq(0), tick.eq(tick + 1)]
         m.d.comb += regs.now.eq(tick)
 
@@ -370,15 +375,35 @@ class PolicyCore(wiring.Component):
         payload_len = Signal(20)
         m.d.sync += [ip_len.eq(res.l3_end - res.l2_len),
                      payload_len.eq(res.l3_end - res.l2_len - res.hdr_len)]
+        # the SA-independent parts of the protected sizes, a cycle later
+        # (timing: one adder, the ICV's, after the SA's muxes): per data
+        # length (tunnel: the IP packet, transport: its payload) the ESP body
+        # without the ICV (16 + the padded data) and the AH body for an IPv4
+        # and an IPv6 outer header
+        esp_ip, esp_pl, ah_ip4, ah_ip6, ah_pl4, ah_pl6 = (Signal(21, name=n) for n in (
+            "esp_ip", "esp_pl", "ah_ip4", "ah_ip6", "ah_pl4", "ah_pl6"))
+        m.d.sync += [esp_ip.eq(16 + Cat(Const(0, 2), (ip_len + 5)[2:])),
+                     esp_pl.eq(16 + Cat(Const(0, 2), (payload_len + 5)[2:])),
+                     ah_ip4.eq(ip_len + 36), ah_ip6.eq(ip_len + 40),
+                     ah_pl4.eq(payload_len + 36), ah_pl6.eq(payload_len + 40)]
 
         def protected_size(s):
             """(header, body) of the frame protected by SA `s` (sa_layout view)."""
-            data_len = Mux(s.tunnel, ip_len, payload_len)
             hdr_len = Mux(s.tunnel, Mux(s.outer_v6, 0, 20), Mux(res.v6, res.hdr_len - 40, res.hdr_len))
             outer_v6 = Mux(s.tunnel, s.outer_v6, res.v6)
-            esp_body = 16 + Cat(Const(0, 2), (data_len + 5)[2:]) + s.icv_bytes
-            ah_body = Mux(outer_v6, 40, 36) + data_len
+            esp_body = Mux(s.tunnel, esp_ip, esp_pl) + s.icv_bytes
+            ah_body = Mux(s.tunnel, Mux(outer_v6, ah_ip6, ah_ip4), Mux(outer_v6, ah_pl6, ah_pl4))
             return hdr_len, Mux(s.ah, ah_body, esp_body)
+        # the frame's own header checks, registered every cycle (timing: no
+        # compare between `res` and the FSM): an AH header that is not the
+        # AH-GMAC layout (IN_IPSEC, which comes at least three cycles after
+        # TAKE loaded res, two after payload_len), an inner packet that is
+        # not IP or whose length disagrees with the ESP/AH payload (DC_INNER)
+        ah_bad, inner_bad = Signal(), Signal()
+        ah_len = Mux(res.v6, 40, 36)
+        m.d.sync += [ah_bad.eq((res.proto == 51) & (((res.ah_len + 2) * 4 != ah_len)
+                                                    | (payload_len < ah_len))),
+                     inner_bad.eq((res.status != Status.OK) | (res.l3_end != res.frame_len))]
         prot_hdr = Signal(17)
         prot_body = Signal(22)
         too_big = Signal()
@@ -394,9 +419,10 @@ class PolicyCore(wiring.Component):
         peer_differs = Signal()         # the SA's peer is not the latch's
         qop_short = Signal()            # the SA's QoP does not satisfy the latch's
         pin_differs = Signal()          # a pinned SA / peer of the SPD rule differs
+        tpl_peer_differs = Signal()     # the template expects another peer (TPL)
         # registered every cycle from the loaded SA (timing: no FSM decode and
-        # no SA mux in front of the adders and compares). Their users, DECIDE
-        # and SA_CHECKS, come at least one / two cycles after `sa`, `sa_idx`,
+        # no SA mux in front of the adders and compares). Their users, DECIDE,
+        # SA_CHECKS and TPL, come at least one / two cycles after `sa`, `sa_idx`,
         # `lres` and `sres` were last loaded (LATCH_WAIT / SA_LOAD / DC_SA_GOT,
         # then SA_GOT)
         hdr_v, body_v = protected_size(sa)
@@ -405,7 +431,8 @@ class PolicyCore(wiring.Component):
                      peer_differs.eq(sa.peer != lentry.peer),
                      qop_short.eq(~qop_satisfies(sa, lentry.qop)),
                      pin_differs.eq((sres.pin_sa & (sres.sa != sa_idx))
-                                    | (sres.pin_peer & (sres.peer != sa.peer)))]
+                                    | (sres.pin_peer & (sres.peer != sa.peer))),
+                     tpl_peer_differs.eq(tres.pin_peer & (tres.peer != sa.peer))]
         rc_found = Signal()
         rc_healthy_out = Signal()
         rc_sa = Signal(range(p.sas + 2))
@@ -443,7 +470,12 @@ class PolicyCore(wiring.Component):
             with m.If(~timed_any | earlier):
                 m.d.sync += next_deadline.eq(deadline)
             m.d.sync += timed_any.eq(1)
+        # SAD_INIT's window request, from the commit's stage every cycle (no
+        # FSM decode in its enable: the stage holds still while COMMIT runs)
         rp_init = Signal(replay.cmd.payload.shape())
+        sv_now = data.View(sad_stage_layout(), stage[:sad_stage_layout().size])
+        m.d.sync += [rp_init.sa.eq(commit[0:16]), rp_init.seq.eq(sv_now.sa.seq), rp_init.esn.eq(sv_now.sa.esn),
+                     rp_init.size.eq(sv_now.window), rp_init.op.eq(ReplayOp.INIT)]
 
         # each table request goes through a ValidSlice: the FSM's decode
         # reaches only its `valid` and tag flip-flops (the latch op, the
@@ -525,6 +557,68 @@ class PolicyCore(wiring.Component):
             m.d.sync += [flow.v6.eq(r.v6), flow.proto.eq(r.proto),
                          flow.ports_valid.eq(r.ports_valid)]
 
+        # host commits reach the tables a cycle after COMMIT decided them
+        # (timing: the FSM state and the commit word's decode reach only
+        # these flags, never a RAM's write pins). The index and the entry
+        # (the stage, 0 for a clear) are registered every cycle: the bus is
+        # held from a commit's strobe until it is done, so they hold still
+        cw_index = Signal(16)
+        cw_data = Signal(len(stage))
+        cw_inbound = Signal()
+        cw_gen = Signal(GEN_BITS)       # the committed SA slot's next generation (gen_q in COMMIT)
+        cw_spd, cw_tpl, cw_pad, cw_sad, cw_swap = (Signal(name=f"cw_{n}")
+                                                   for n in ("spd", "tpl", "pad", "sad", "swap"))
+        m.d.sync += [cw_index.eq(commit[0:16]), cw_data.eq(Mux(commit[24:27] == 1, 0, stage)),
+                     cw_inbound.eq(commit[16:20] == TABLES["spd_in"]), cw_gen.eq(gen_q + 1),
+                     cw_spd.eq(0), cw_tpl.eq(0), cw_pad.eq(0), cw_sad.eq(0), cw_swap.eq(0)]
+        cw_sad_stage = data.View(sad_stage_layout(), cw_data[:sad_stage_layout().size])
+        m.d.comb += [spd.w_en.eq(cw_spd), spd.w_inbound.eq(cw_inbound), spd.w_index.eq(cw_index),
+                     spd.w_data.eq(cw_data[:rule_layout.size]),
+                     spd.swap.eq(cw_swap), spd.swap_inbound.eq(cw_inbound),
+                     tpl.w_en.eq(cw_tpl), tpl.w_index.eq(cw_index), tpl.w_data.eq(cw_data[:rule_layout.size]),
+                     pad.w_en.eq(cw_pad), pad.w_index.eq(cw_index), pad.w_data.eq(cw_data[:claim_layout.size]),
+                     sad.w_en.eq(cw_sad), sad.w_index.eq(cw_index), sad.w_data.eq(cw_sad_stage.sel.as_value()),
+                     gen_wp.en.eq(cw_sad), gen_wp.addr.eq(cw_index), gen_wp.data.eq(cw_gen)]
+        # the SA word written back, a cycle after the state that decided it
+        # (timing): a commit's, or SEND's with the next sequence number
+        sa_next = Signal(sa_layout)     # `sa` with seq + 1, every cycle
+        seq_w = Signal()
+        m.d.sync += [sa_next.eq(sa), sa_next.seq.eq(sa.seq + 1), seq_w.eq(0)]
+        m.d.comb += [sa_wp.en.eq(cw_sad | seq_w), sa_wp.addr.eq(Mux(cw_sad, cw_index, sa_idx)),
+                     sa_wp.data.eq(Mux(cw_sad, cw_sad_stage.sa.as_value(), sa_next.as_value()))]
+        # the SA counter entry written, registered the same way: a commit's
+        # or CLEAR_CTR's zero, COUNT_WRITE's sums (from ctr_sa_r, every cycle)
+        sc_w, sc_zero, sc_addr = Signal(), Signal(), Signal(16)
+        sc_sum = Signal(sa_ctr_layout)
+        m.d.sync += [sc_w.eq(0), sc_sum.eq(ctr_sa_r)]
+        with m.If(v.action == Verdict.FORWARD):
+            m.d.sync += [sc_sum.packets.eq(ctr_sa_r.packets + 1),
+                         sc_sum.bytes.eq(ctr_sa_r.bytes + payload_len)]
+        with m.Else():
+            m.d.sync += sc_sum.drops.eq(ctr_sa_r.drops + 1)
+        m.d.comb += [sactr_wp.en.eq(sc_w), sactr_wp.addr.eq(sc_addr),
+                     sactr_wp.data.eq(Mux(sc_zero, 0, sc_sum.as_value()))]
+        # drop_count, registered every cycle (timing: no FSM decode in its
+        # enable); v.reason is final in FINISH, so in COUNT this is the
+        # reason's count before the frame
+        m.d.comb += drop_rp_inc.addr.eq(v.reason)
+        m.d.sync += drop_count.eq(Mux(drop_live.bit_select(v.reason, 1), drop_rp_inc.data, 0))
+        # the counter RAMs' read address: the frame's SA / latch, or the
+        # host's CTR_READ index from IDLE's choice of CTR_HOST to its end
+        # (a register, not a state decode, selects: timing)
+        ctr_host = Signal()
+        m.d.comb += [sactr_rp.addr.eq(Mux(ctr_host, regs.ctr_read[:16], sa_idx)),
+                     lctr_rp.addr.eq(Mux(ctr_host, regs.ctr_read[:16], slot))]
+
+        # the SPD's and the templates' answers are taken whenever one is
+        # there (timing: no FSM decode in these registers' enables). Each
+        # answer comes to a request of the state that waits for it, and the
+        # FSM takes every answer (FINISH too), so none is left for TAKE's clear
+        with m.If(spd.resp.valid):
+            m.d.sync += sres.eq(spd.resp.payload)
+        with m.If(tpl.resp.valid):
+            m.d.sync += tres.eq(tpl.resp.payload)
+
         with m.FSM() as fsm:
             m.d.comb += busy.eq(~fsm.ongoing("IDLE"))
             with m.State("IDLE"):
@@ -537,6 +631,7 @@ class PolicyCore(wiring.Component):
                     with m.If(~sad.w_busy & ~pad.w_busy):
                         m.next = "COMMIT"
                 with m.Elif(ctr_pending):
+                    m.d.sync += ctr_host.eq(1)
                     m.next = "CTR_HOST"
                 with m.Elif(parser.o.valid & metaq.r_rdy):
                     m.d.sync += taking.eq(1)
@@ -570,40 +665,27 @@ class PolicyCore(wiring.Component):
                 stray_release = (op == 2) & (table != TABLES["latch"])
                 # swap (op 5): an SPD direction's shadow bank goes live, between
                 # frames; on another table nothing changes (fail closed)
-                m.d.comb += [spd.swap.eq((op == SWAP) & ((table == TABLES["spd_out"])
-                                                         | (table == TABLES["spd_in"]))),
-                             spd.swap_inbound.eq(table == TABLES["spd_in"])]
+                m.d.sync += cw_swap.eq((op == SWAP) & ((table == TABLES["spd_out"])
+                                                       | (table == TABLES["spd_in"])))
                 m.d.sync += [commit_pending.eq(0), commits.eq(commits + 1)]
                 with m.If((op >= RECHECK) | (table == TABLES["latch"])):
                     # release, re-check and read keep the bus held until they
                     # are done (CMD_DONE): an access after them sees their result
                     m.d.sync += [commit_pending.eq(1), commits.eq(commits)]
                 with m.Switch(Mux((op >= RECHECK) | stray_release, 0xF, table)):
+                    # each write lands a cycle later, from the cw_* registers
                     with m.Case(TABLES["spd_out"], TABLES["spd_in"]):
-                        m.d.comb += [spd.w_en.eq(1), spd.w_inbound.eq(table == TABLES["spd_in"]),
-                                     spd.w_index.eq(index),
-                                     spd.w_data.eq(Mux(clear, 0, stage[:rule_layout.size]))]
+                        m.d.sync += cw_spd.eq(1)
                     with m.Case(TABLES["template"]):
-                        m.d.comb += [tpl.w_en.eq(1), tpl.w_index.eq(index),
-                                     tpl.w_data.eq(Mux(clear, 0, stage[:rule_layout.size]))]
+                        m.d.sync += cw_tpl.eq(1)
                     with m.Case(TABLES["pad"]):
-                        m.d.comb += [pad.w_en.eq(1), pad.w_index.eq(index),
-                                     pad.w_data.eq(Mux(clear, 0, stage[:claim_layout.size]))]
+                        m.d.sync += cw_pad.eq(1)
                     with m.Case(TABLES["sad"]):
                         sv = data.View(sad_stage_layout(), stage[:sad_stage_layout().size])
-                        m.d.comb += [sa_wp.en.eq(1), sa_wp.addr.eq(index),
-                                     sa_wp.data.eq(Mux(clear, 0, sv.sa.as_value())),
-                                     sad.w_en.eq(1), sad.w_index.eq(index),
-                                     sad.w_data.eq(Mux(clear, 0, sv.sel.as_value())),
-                                     # a new SA starts counting from 0 (as the model's new SaState)
-                                     sactr_wp.en.eq(1), sactr_wp.addr.eq(index), sactr_wp.data.eq(0),
-                                     # and the slot gets a new generation (write or clear)
-                                     gen_wp.en.eq(1), gen_wp.addr.eq(index),
-                                     gen_wp.data.eq(gen_q + 1)]
+                        # the SA word, its selectors, its generation (write or
+                        # clear) and its counters (from 0, as the model's new SaState)
+                        m.d.sync += [cw_sad.eq(1), sc_w.eq(1), sc_zero.eq(1), sc_addr.eq(index)]
                         with m.If(~clear & sv.sa.valid & ~sv.sa.out):
-                            m.d.sync += [rp_init.sa.eq(index), rp_init.seq.eq(sv.sa.seq),
-                                         rp_init.esn.eq(sv.sa.esn), rp_init.size.eq(sv.window),
-                                         rp_init.op.eq(ReplayOp.INIT)]
                             m.next = "SAD_INIT"
                     with m.Case(TABLES["latch"]):
                         m.d.sync += slot.eq(index)
@@ -666,7 +748,6 @@ class PolicyCore(wiring.Component):
             with m.State("RC_SPD_WAIT"):
                 m.d.comb += [spd.resp.ready.eq(1), sa_rp.addr.eq(spd.resp.payload.sa)]
                 with m.If(spd.resp.valid):
-                    m.d.sync += sres.eq(spd.resp.payload)
                     m.next = "RC_SA_READ"
             with m.State("RC_SA_READ"):
                 m.next = "RC_SA_GOT"             # the SA word on its way to sa_q
@@ -774,8 +855,8 @@ class PolicyCore(wiring.Component):
 
             # ---- host read of one SA's or latch's counters (CTR_READ)
             with m.State("CTR_HOST"):
-                m.d.comb += [sactr_rp.addr.eq(regs.ctr_read[:16]), lctr_rp.addr.eq(regs.ctr_read[:16]),
-                             sa_rp.addr.eq(regs.ctr_read[:16])]
+                # the counter RAMs read regs.ctr_read while ctr_host is set
+                m.d.comb += sa_rp.addr.eq(regs.ctr_read[:16])
                 m.next = "CTR_HOST_Q"
             with m.State("CTR_HOST_Q"):
                 # the counter words reach ctr_sa_r / ctr_l_r, the SA word sa_q
@@ -783,7 +864,7 @@ class PolicyCore(wiring.Component):
             with m.State("CTR_HOST_DATA"):
                 is_latch = regs.ctr_read[16]
                 idx = regs.ctr_read[:16]
-                m.d.sync += [ctr_out.eq(0), ctr_seq.eq(0), ctr_pending.eq(0)]
+                m.d.sync += [ctr_out.eq(0), ctr_seq.eq(0), ctr_pending.eq(0), ctr_host.eq(0)]
                 m.next = "IDLE"
                 with m.If(is_latch & (idx < p.latch_capacity)):
                     if p.latch_counters:
@@ -896,11 +977,9 @@ class PolicyCore(wiring.Component):
 
             # ---- inbound ESP/AH up to the ICV: header, SAD lookup, replay check
             with m.State("IN_IPSEC"):
-                ah_len = Mux(res.v6, 40, 36)
                 with m.If(~res.spi_valid):
                     drop("malformed")             # truncated ESP/AH header
-                with m.Elif((res.proto == 51) & (((res.ah_len + 2) * 4 != ah_len)
-                                                 | (payload_len < ah_len))):
+                with m.Elif(ah_bad):
                     drop("malformed")             # not the AH-GMAC layout
                 with m.Else():
                     m.next = "SAD_REQ"
@@ -1002,7 +1081,7 @@ class PolicyCore(wiring.Component):
                     drop("malformed")
                 with m.Elif(res.status == Status.UNSUPPORTED):
                     drop("unsupported")
-                with m.Elif((res.status != Status.OK) | (res.l3_end != res.frame_len)):
+                with m.Elif(inner_bad):
                     # not IP, or its length disagrees with the ESP/AH payload
                     drop("malformed")
                 with m.Elif(flow.ports_valid):
@@ -1048,10 +1127,6 @@ class PolicyCore(wiring.Component):
                 with m.If(latch.resp.valid & ~l_done):
                     m.d.sync += [lres.eq(latch.resp.payload), have_latch.eq(latch.resp.payload.hit),
                                  entry.eq(latch.resp.payload.entry), slot.eq(latch.resp.payload.slot)]
-                with m.If(spd.resp.valid & ~s_done):
-                    m.d.sync += sres.eq(spd.resp.payload)
-                with m.If(tpl.resp.valid & ~t_done):
-                    m.d.sync += tres.eq(tpl.resp.payload)
                 with m.If(s_done):
                     m.d.sync += sa_ready.eq(1)
                 with m.If(l_done & s_done & t_done & sa_ready):
@@ -1068,7 +1143,6 @@ class PolicyCore(wiring.Component):
             with m.State("SPD_WAIT"):
                 m.d.comb += [spd.resp.ready.eq(1), sa_rp.addr.eq(spd.resp.payload.sa)]
                 with m.If(spd.resp.valid):
-                    m.d.sync += sres.eq(spd.resp.payload)
                     m.next = "SA_READ"
             with m.State("SA_READ"):
                 m.next = "SA_LOAD"               # the rule's SA word on its way to sa_q
@@ -1177,7 +1251,7 @@ class PolicyCore(wiring.Component):
                 t = tres
                 with m.If(~t.hit):
                     m.next = "SEND"
-                with m.Elif(t.pin_peer & (t.peer != sa.peer)):
+                with m.Elif(tpl_peer_differs):
                     drop("latch_peer")
                 with m.Elif(lres.full):
                     drop("latch_table_full")
@@ -1215,9 +1289,9 @@ class PolicyCore(wiring.Component):
                     # delivered decapsulated (its window moved in DC_UPDATE)
                     m.d.sync += [v.action.eq(Verdict.FORWARD), v.seq.eq(meta.seq)]
                 with m.Else():
-                    m.d.comb += [sa_wp.en.eq(1), sa_wp.addr.eq(sa_idx), sa_wp.data.eq(sa),
-                                 sa_wp.data.seq.eq(sa.seq + 1)]
-                    m.d.sync += [v.action.eq(Verdict.FORWARD), v.seq.eq(sa.seq + 1)]
+                    # the SA's next sequence number (sa_next) is written back
+                    # a cycle later (seq_w)
+                    m.d.sync += [seq_w.eq(1), v.action.eq(Verdict.FORWARD), v.seq.eq(sa_next.seq)]
                 with m.If(have_latch):
                     m.next = "TRACK"
                 with m.Else():
@@ -1269,8 +1343,6 @@ class PolicyCore(wiring.Component):
                         clear_each()
                         m.d.sync += lk_out.eq(0)
                 m.d.comb += self.verdict.valid.eq(~lk_out)
-                m.d.comb += drop_rp_inc.addr.eq(v.reason)
-                m.d.sync += drop_count.eq(Mux(drop_live.bit_select(v.reason, 1), drop_rp_inc.data, 0))
                 with m.If(self.verdict.ready & ~lk_out):
                     with m.If(v.action == Verdict.DROP):
                         # the reason's counter is written in COUNT (timing:
@@ -1283,8 +1355,7 @@ class PolicyCore(wiring.Component):
             # per-SA and per-latch counters (ModelDevice: sa.counters, latch
             # packets/bytes/drops): read, then write back the sums
             with m.State("COUNT"):
-                m.d.comb += [sactr_rp.addr.eq(sa_idx), lctr_rp.addr.eq(slot),
-                             drop_wp.addr.eq(v.reason), drop_wp.en.eq(v.action == Verdict.DROP),
+                m.d.comb += [drop_wp.addr.eq(v.reason), drop_wp.en.eq(v.action == Verdict.DROP),
                              drop_wp.data.eq(drop_count + 1)]
                 with m.If(v.action == Verdict.CRYPTO):
                     m.next = "IDLE"               # counted when it comes back decapsulated
@@ -1299,13 +1370,8 @@ class PolicyCore(wiring.Component):
                 # CTRL.clear_counters held at 1: nothing counts (the frame
                 # counts as if it came before the clear, as the model's)
                 counting = ~regs.ctrl[1]
-                m.d.comb += [sactr_wp.en.eq(sa_valid & counting), sactr_wp.addr.eq(sa_idx),
-                             sactr_wp.data.eq(ctr_sa_r)]
-                with m.If(~fwd):
-                    m.d.comb += sactr_wp.data.drops.eq(ctr_sa_r.drops + 1)
-                with m.Else():
-                    m.d.comb += [sactr_wp.data.packets.eq(ctr_sa_r.packets + 1),
-                                 sactr_wp.data.bytes.eq(ctr_sa_r.bytes + payload_len)]
+                # the SA's sums (sc_sum, registered from ctr_sa_r now) land a cycle later
+                m.d.sync += [sc_w.eq(sa_valid & counting), sc_zero.eq(0), sc_addr.eq(sa_idx)]
                 c = ctr_l_r
                 m.d.comb += [lctr_wp.en.eq(have_latch & counting), lctr_wp.addr.eq(slot),
                              lctr_wp.data.eq(c)]
@@ -1323,9 +1389,8 @@ class PolicyCore(wiring.Component):
             # entry written 0, one entry per cycle, between frames (frames
             # wait in the parser's input; the bus is held until done)
             with m.State("CLEAR_CTR"):
-                m.d.comb += [sactr_wp.en.eq(clr_idx < p.sas), sactr_wp.addr.eq(clr_idx),
-                             sactr_wp.data.eq(0),
-                             lctr_wp.en.eq(clr_idx < p.latch_capacity), lctr_wp.addr.eq(clr_idx),
+                m.d.sync += [sc_w.eq(clr_idx < p.sas), sc_zero.eq(1), sc_addr.eq(clr_idx)]
+                m.d.comb += [lctr_wp.en.eq(clr_idx < p.latch_capacity), lctr_wp.addr.eq(clr_idx),
                              lctr_wp.data.eq(0)]
                 m.d.sync += clr_idx.eq(clr_idx + 1)
                 with m.If(clr_idx == clr_last):

@@ -88,10 +88,10 @@ class SpdEngine(wiring.Component):
 
     `rows = 2` stores a rule as two half-width RAM rows (read on consecutive
     cycles, 2 cycles per rule): a 622-bit rule does not fill a 512-deep ECP5
-    EBR, so half-width rows halve the EBR count. A write lands a cycle after
-    `w_en` (one row), its second half a cycle later, so `w_en` may come at
-    most every other cycle (the core's commits are many cycles apart, and it
-    writes only while no lookup runs, so the datapath never sees half a rule)."""
+    EBR, so half-width rows halve the EBR count. The second half of a write
+    goes in the cycle after `w_en`, so `w_en` may come at most every other
+    cycle (the core's commits are many cycles apart, and it writes only while
+    no lookup runs, so the datapath never sees half a rule)."""
 
     def __init__(self, capacity: int = 64, directions: int = 2, rows: int = 1, banks: int = 1):
         assert capacity & (capacity - 1) == 0 and directions in (1, 2) and rows in (1, 2)
@@ -134,25 +134,21 @@ class SpdEngine(wiring.Component):
         # a write goes to the shadow bank: what lookups read changes only on a swap
         wtable = Signal(table_bits)
         m.d.comb += wtable.eq(Cat(dirbit(self.w_inbound), ~bank_of(self.w_inbound)))
-        # the write is registered and lands a cycle after w_en (timing: w_en
-        # is the owner's FSM decode; nothing but registers and one row mux in
-        # front of the RAM's write pins). The owner writes between lookups
-        # only, and a lookup reads the active bank, never the one written
         wbits = Signal(half * self.rows)
-        w_go = Signal()
-        w_row = Signal(ab + table_bits)
-        m.d.sync += [w_go.eq(self.w_en), wbits.eq(self.w_data.as_value()),
-                     w_row.eq(Cat(self.w_index[:ab], wtable))]
+        m.d.comb += wbits.eq(self.w_data.as_value())
         if self.rows == 1:
-            m.d.comb += [wp.addr.eq(w_row), wp.data.eq(wbits), wp.en.eq(w_go)]
+            m.d.comb += [wp.addr.eq(Cat(self.w_index[:ab], wtable)),
+                         wp.data.eq(wbits), wp.en.eq(self.w_en)]
         else:
             hi = Signal(half)
             hi_addr = Signal(len(wp.addr))
             hi_pending = Signal()
             m.d.sync += hi_pending.eq(0)
-            with m.If(w_go):
-                m.d.comb += [wp.addr.eq(Cat(Const(0, 1), w_row)), wp.data.eq(wbits[:half]), wp.en.eq(1)]
-                m.d.sync += [hi.eq(wbits[half:]), hi_pending.eq(1), hi_addr.eq(Cat(Const(1, 1), w_row))]
+            with m.If(self.w_en):
+                m.d.comb += [wp.addr.eq(Cat(Const(0, 1), self.w_index[:ab], wtable)),
+                             wp.data.eq(wbits[:half]), wp.en.eq(1)]
+                m.d.sync += [hi.eq(wbits[half:]), hi_pending.eq(1),
+                             hi_addr.eq(Cat(Const(1, 1), self.w_index[:ab], wtable))]
             with m.Elif(hi_pending):
                 m.d.comb += [wp.addr.eq(hi_addr), wp.data.eq(hi), wp.en.eq(1)]
 
