@@ -7,16 +7,17 @@ read answers on R once the decoder's registered read data is there
 (`RegBus.r_valid`, READ_LATENCY cycles after the request). An address
 without a register answers SLVERR (read data 0). Reads and writes alternate
 when both are pending, so neither can starve the other. The accepted
-address, data and strobes are registered and reach the register file a
-cycle later (timing: no path from the AXI inputs and the owner's `hold`
-through the address decode into the registers).
+address, data and strobes are registered (timing: no path from the AXI
+inputs and the owner's `hold` through the address decode into the
+registers) and stay on the bus ADDR_SETUP cycles (state SETUP*) before
+w_en / r_en, for the register file's registered decode.
 """
 
 from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .regmap import ADDR_BITS, RegBus
+from .regmap import ADDR_BITS, ADDR_SETUP, RegBus
 
 OKAY, SLVERR = 0b00, 0b10
 
@@ -55,28 +56,48 @@ class AxiLiteSlave(wiring.Component):
         # from their registers in every state (timing: no FSM decode in front
         # of the address decoder and the read muxes); w_en / r_en say when
         m.d.comb += [bus.addr.eq(addr), bus.w_data.eq(data), bus.w_strb.eq(strb)]
+        # w_en / r_en are flip-flops too, high in WRITE / READ (timing: they
+        # reach some 600 CEs and read registers, no state decode before that)
+        w_en, r_en = Signal(), Signal()
+        m.d.comb += [bus.w_en.eq(w_en), bus.r_en.eq(r_en)]
+        m.d.sync += [w_en.eq(0), r_en.eq(0)]
 
+        assert ADDR_SETUP >= 1
         with m.FSM():
             with m.State("IDLE"):
                 # `hold`: the register file's owner is busy (a table commit is
-                # being applied); no new access starts until it is done
+                # being applied); no new access starts until it is done. The
+                # owner raises it, registered, from the previous write's
+                # strobe (set at its w_en): high two cycles after WRITE, the
+                # earliest this state can accept again (WRITE -> WRESP ->
+                # IDLE); the SETUP states come after the check
                 do_write = s("awvalid") & s("wvalid") & ~self.hold
                 do_read = s("arvalid") & ~self.hold
                 with m.If(do_write & (~do_read | last_was_read)):
                     m.d.comb += [s("awready").eq(1), s("wready").eq(1)]
                     m.d.sync += [addr.eq(s("awaddr")), data.eq(s("wdata")), strb.eq(s("wstrb")),
                                  last_was_read.eq(0)]
-                    m.next = "WRITE"
+                    m.next = "SETUP0"
                 with m.Elif(do_read):
                     m.d.comb += s("arready").eq(1)
                     m.d.sync += [addr.eq(s("araddr")), last_was_read.eq(1)]
-                    m.next = "READ"
+                    m.next = "SETUP0"
+            for i in range(ADDR_SETUP):
+                # the request is on the bus; the register file decodes it
+                with m.State(f"SETUP{i}"):
+                    if i + 1 < ADDR_SETUP:
+                        m.next = f"SETUP{i + 1}"
+                    else:
+                        with m.If(last_was_read):
+                            m.d.sync += r_en.eq(1)
+                            m.next = "READ"
+                        with m.Else():
+                            m.d.sync += w_en.eq(1)
+                            m.next = "WRITE"
             with m.State("WRITE"):
-                m.d.comb += bus.w_en.eq(1)
                 m.d.sync += [s("bresp").eq(Mux(bus.err, SLVERR, OKAY)), s("bvalid").eq(1)]
                 m.next = "WRESP"
             with m.State("READ"):
-                m.d.comb += bus.r_en.eq(1)
                 m.d.sync += err.eq(bus.err)
                 m.next = "RDATA"
             with m.State("WRESP"):

@@ -340,18 +340,23 @@ _check_unique()
 
 class RegBus(wiring.Signature):
     """The simple register bus between the AXI4-Lite slave and the decoder:
-    one access per request; read data is valid while `r_valid` is high
-    (READ_LATENCY cycles after `r_en`; the slave waits for it)."""
+    one access per request. The master puts `addr`, `w_data` and `w_strb` on
+    the bus at least ADDR_SETUP cycles before the cycle of `w_en` / `r_en`
+    and holds them through it (the decoder registers its address decode);
+    `err` is valid in the cycle of `w_en` / `r_en`. Read data is valid while
+    `r_valid` is high (READ_LATENCY cycles after `r_en`; the slave waits for
+    it)."""
 
     def __init__(self):
         super().__init__({
             "addr": Out(ADDR_BITS),
             "w_en": Out(1), "w_data": Out(32), "w_strb": Out(4),
             "r_en": Out(1), "r_data": In(32), "r_valid": In(1),
-            "err": In(1),        # the address holds no register (valid with the access)
+            "err": In(1),        # the address holds no register (valid with w_en / r_en)
         })
 
 
+ADDR_SETUP = 1          # addr on the bus -> w_en / r_en: the decode is registered (RegisterFile)
 READ_LATENCY = 2        # r_en -> r_valid: two registered mux levels (RegisterFile)
 GROUP_BITS = 4          # level 1 selects within groups of 16 words (addr[2:6])
 
@@ -402,8 +407,9 @@ class RegisterFile(wiring.Component):
 
     Ports: `bus` (RegBus, in) and one port per register: `ro` registers are
     inputs the datapath drives (an array's registers, e.g. DROP_*: one
-    `<array>_data` input for the word `<array>_index` selects, which follows
-    the bus address: the datapath keeps them in a RAM); `rw`/`wo` registers are outputs holding the
+    `<array>_data` input for the word `<array>_index` selects, the bus
+    address registered: the datapath keeps them in a RAM and answers within
+    the cycle); `rw`/`wo` registers are outputs holding the
     last written value plus a one-cycle `<name>_stb` on every write (a `wo`
     register's value is never readable). ID-block constants live here."""
 
@@ -413,69 +419,82 @@ class RegisterFile(wiring.Component):
         super().__init__({"bus": In(RegBus()), **_port_members(regmap)})
 
     def elaborate(self, platform):
+        assert ADDR_SETUP >= 1, "the address decode below is one register stage"
         m = Module()
         consts = _caps_values(self.params)
         bus = self.bus
-        for r in self.regmap:
-            if r.access in ("rw", "wo"):
-                m.d.sync += getattr(self, r.port + "_stb").eq(0)
-        # writes and the address check: one decoder case per register
-        hit = Signal()
-        with m.Switch(bus.addr[2:]):
+        word = bus.addr[2:]
+        rw_regs = [r for r in self.regmap if r.access == "rw"]
+        writable = [r for r in self.regmap if r.access in ("rw", "wo")]
+
+        # The address decode is registered every cycle from the address the
+        # master set up ADDR_SETUP cycles before w_en / r_en, so at the access
+        # only flip-flops feed err, the write enables and the read muxes
+        # (timing: the bus address fanned out through the decode to ~600
+        # register CEs, the read trees and the rw shadow within the access
+        # cycle). One write select per rw/wo register: its CE is
+        # sel & w_en & strobe.
+        hit, is_rw = Signal(reset_less=True), Signal(reset_less=True)
+        rw_idx = Signal(range(max(len(rw_regs), 2)), reset_less=True)
+        sel = {r.name: Signal(name=f"{r.port}_sel", reset_less=True) for r in writable}
+        m.d.sync += [hit.eq(0), is_rw.eq(0), rw_idx.eq(0), *(s.eq(0) for s in sel.values())]
+        with m.Switch(word):
             for r in self.regmap:
                 with m.Case(r.offset >> 2):
-                    m.d.comb += hit.eq(1)
-                    if r.access in ("rw", "wo"):
-                        reg = getattr(self, r.port)
-                        with m.If(bus.w_en):
-                            for b in range(4):
-                                with m.If(bus.w_strb[b]):
-                                    m.d.sync += reg[8 * b:8 * b + 8].eq(bus.w_data[8 * b:8 * b + 8])
-                            m.d.sync += getattr(self, r.port + "_stb").eq(1)
+                    m.d.sync += hit.eq(1)
+                    if r.name in sel:
+                        m.d.sync += sel[r.name].eq(1)
+                    if r.access == "rw":
+                        m.d.sync += [is_rw.eq(1), rw_idx.eq(rw_regs.index(r))]
         m.d.comb += bus.err.eq(~hit)
 
-        # reads: two registered levels instead of one decoder case per
-        # register (a one-hot AND-OR over ~90 sources of 32 bits took ~4000
-        # LUT4 on the ECP5). Level 1 samples at r_en, as the decoder did;
-        # level 2 picks a level-1 result a cycle later (r_valid).
-        #
         # `rw` registers are written only from the bus: a LUT-RAM shadow
         # copy (byte lanes, as the strobes) answers their reads through one
         # address port, so they are no mux inputs. A register not written
-        # since reset reads its reset value (`written`), as its flip-flops do.
-        rw_regs = [r for r in self.regmap if r.access == "rw"]
-        rw_idx = Signal(range(max(len(rw_regs), 2)))
-        is_rw = Signal()
-        with m.Switch(bus.addr[2:]):
-            for i, r in enumerate(rw_regs):
-                with m.Case(r.offset >> 2):
-                    m.d.comb += [rw_idx.eq(i), is_rw.eq(1)]
+        # since reset reads its reset value (`written`), as its flip-flops
+        # do: one bit per byte lane, a strobed byte sits next to reset bytes.
         shadow = Memory(shape=32, depth=len(rw_regs), init=[])
         m.submodules.rw_shadow = shadow
         sh_w = shadow.write_port(granularity=8)
         sh_r = shadow.read_port(domain="comb")
-        # one bit per byte lane: a strobed byte of a register not written
-        # since reset sits next to reset-value bytes
         written = Signal(4 * len(rw_regs))
         m.d.comb += [sh_w.addr.eq(rw_idx), sh_w.data.eq(bus.w_data), sh_r.addr.eq(rw_idx)]
         with m.If(bus.w_en & is_rw):
             m.d.comb += sh_w.en.eq(bus.w_strb)
-            m.d.sync += written.word_select(rw_idx, 4).eq(written.word_select(rw_idx, 4) | bus.w_strb)
+        for r in writable:
+            stb = getattr(self, r.port + "_stb")
+            m.d.sync += stb.eq(0)
+            with m.If(bus.w_en & sel[r.name]):
+                m.d.sync += stb.eq(1)
+                for b in range(4):
+                    with m.If(bus.w_strb[b]):
+                        m.d.sync += getattr(self, r.port)[8 * b:8 * b + 8].eq(bus.w_data[8 * b:8 * b + 8])
+                if r.access == "rw":
+                    lanes = written.word_select(rw_regs.index(r), 4)
+                    m.d.sync += lanes.eq(lanes | bus.w_strb)
+
+        # reads: two registered levels instead of one decoder case per
+        # register (a one-hot AND-OR over ~90 sources of 32 bits took ~4000
+        # LUT4 on the ECP5). Level 1 samples at r_en; level 2 picks a level-1
+        # result a cycle later (r_valid).
         resets = Array(Const(r.reset, 32) for r in rw_regs)
         lanes = written.word_select(rw_idx, 4)
         rw_data = Signal(32)
-        is_rw_r = Signal()
         with m.If(bus.r_en):
-            m.d.sync += [rw_data.eq(Cat(*(Mux(lanes[b], sh_r.data[8 * b:8 * b + 8],
-                                              resets[rw_idx][8 * b:8 * b + 8]) for b in range(4)))),
-                         is_rw_r.eq(is_rw)]
+            m.d.sync += rw_data.eq(Cat(*(Mux(lanes[b], sh_r.data[8 * b:8 * b + 8],
+                                             resets[rw_idx][8 * b:8 * b + 8]) for b in range(4))))
 
         # every other readable register: one 16:1 tree per populated group
         # of 16 words (addr[2:6]) at level 1, the group (addr[6:]) at level 2
         words = [None] * (1 << (ADDR_BITS - 2))
         for name, (first, n) in _arrays(self.regmap).items():
+            # registered like the decode, so valid from the r_en cycle on; the
+            # core's LUT-RAM read of `<array>_data` is asynchronous, so the
+            # data follows within that cycle and level 1 samples it at r_en:
+            # index flip-flops -> RAM read -> rd_group, no decode in between
+            # (DROP_* fill their groups alone: no level-1 mux either)
             index = getattr(self, name + "_index")
-            m.d.comb += index.eq(bus.addr[2:] - first)
+            m.d.sync += index.eq(word - first)
             for w in range(first, first + n):
                 words[w] = getattr(self, name + "_data")
         for r in self.regmap:
@@ -486,19 +505,28 @@ class RegisterFile(wiring.Component):
             elif r.access == "wo":
                 words[r.offset >> 2] = Const(0, 32)       # write-only: reads 0
         g_size = 1 << GROUP_BITS
-        lo_sel, hi_sel = bus.addr[2:2 + GROUP_BITS], Signal(ADDR_BITS - 2 - GROUP_BITS)
+        hi = bus.addr[2 + GROUP_BITS:]
         groups = []
         for g in range(0, len(words), g_size):
-            tree = _mux_tree(words[g:g + g_size], lo_sel)
-            if tree is None:
+            if all(w is None for w in words[g:g + g_size]):
                 groups.append(None)
             else:
+                # the group's own copy of the level-1 select (fan-out
+                # replication: one copy fed every group's tree). It is 0
+                # unless the address is in the group, whose result alone
+                # level 2 uses: no two copies are one flip-flop for yosys's
+                # opt_merge
+                lo_sel = Signal(GROUP_BITS, name=f"rd_sel{g // g_size}", reset_less=True)
+                m.d.sync += lo_sel.eq(Mux(hi == g // g_size, bus.addr[2:2 + GROUP_BITS], 0))
+                tree = _mux_tree(words[g:g + g_size], lo_sel)
                 g_data = Signal(32, name=f"rd_group{g // g_size}")
                 with m.If(bus.r_en):
                     m.d.sync += g_data.eq(tree)
                 groups.append(g_data)
-        with m.If(bus.r_en):
-            m.d.sync += hi_sel.eq(bus.addr[2 + GROUP_BITS:])
+        # level 2's selects, loaded every cycle: a cycle after r_en they hold
+        # the access's (its address is held through r_en)
+        hi_sel, is_rw_r = Signal(len(hi), reset_less=True), Signal(reset_less=True)
+        m.d.sync += [hi_sel.eq(hi), is_rw_r.eq(is_rw)]
         r_valid1 = Signal()
         m.d.sync += [r_valid1.eq(bus.r_en), bus.r_valid.eq(r_valid1),
                      bus.r_data.eq(Mux(is_rw_r, rw_data, _mux_tree(groups, hi_sel)))]

@@ -31,10 +31,12 @@ def test_driver_constants_match_declaration():
 
 
 def test_register_file_decoder():
-    """Amaranth-simulator check of the decoder alone (no AXI): read data
-    arrives with r_valid READ_LATENCY cycles after r_en; rw registers read
-    back through their shadow RAM (reset value until written); DROP_* through
-    the indexed `drop_*` port pair."""
+    """Amaranth-simulator check of the decoder alone (no AXI): the address
+    is set up ADDR_SETUP cycles before w_en / r_en; read data arrives with
+    r_valid READ_LATENCY cycles after r_en; rw registers read back through
+    their shadow RAM (reset value until written); DROP_* through the indexed
+    `drop_*` port pair. An address given only in the cycle of w_en / r_en is
+    not decoded (the decode is registered)."""
     dut = regmap.RegisterFile()
     log = []
 
@@ -46,14 +48,14 @@ def test_register_file_decoder():
     async def bench(ctx):
         bus = dut.bus
 
-        async def access(addr, w=None, strb=0xF):
-            ctx.set(bus.addr, addr)
-            if w is None:
-                ctx.set(bus.r_en, 1)
-            else:
-                ctx.set(bus.w_en, 1)
+        async def access(addr, w=None, strb=0xF, setup=regmap.ADDR_SETUP):
+            if w is not None:
                 ctx.set(bus.w_data, w)
                 ctx.set(bus.w_strb, strb)
+            ctx.set(bus.addr, addr)
+            for _ in range(setup):
+                await ctx.tick()
+            ctx.set(bus.r_en if w is None else bus.w_en, 1)
             err = ctx.get(bus.err)
             await ctx.tick()
             ctx.set(bus.r_en, 0)
@@ -96,6 +98,14 @@ def test_register_file_decoder():
             assert await access(regmap.BY_NAME[f"DROP_{reason.upper()}"].offset) == (1000 + code, 0)
         ctx.set(dut.now, 77)
         assert await access(regmap.BY_NAME["NOW"].offset) == (77, 0)
+
+        # no setup: the access is decoded as the bus's previous address
+        # (0xFFC, a hole), so it answers err and writes nothing
+        assert ctx.get(bus.addr) == 0xFFC
+        assert (await access(0x000, setup=0))[1] == 1
+        assert await access(0x020, 0x0BADF00D, setup=0) == (None, 1)
+        assert ctx.get(dut.scratch) == 0xDEADBE11 and ctx.get(dut.scratch_stb) == 0
+        assert await access(0x020) == (0xDEADBE11, 0)
         log.append("done")
 
     sim = Simulator(dut)
