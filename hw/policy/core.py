@@ -359,11 +359,16 @@ class PolicyCore(wiring.Component):
             m.d.sync += v.action.eq(Verdict.FORWARD)
 
         out_dir = ~meta.inbound
-        is_tcp = res.proto == 6
-        is_udp = res.proto == 17
+        # the frame's protocol and TCP flag tests, registered from `res` every
+        # cycle (timing: no compare between `res` and the FSM's enables);
+        # their users (PAD_WAIT, SA_CHECKS, TRACK) come long after TAKE
+        is_udp, syn_only, clone_trigger, tcp_fin, tcp_rst = (
+            Signal(name=n) for n in ("is_udp", "syn_only", "clone_trigger", "tcp_fin", "tcp_rst"))
         flags = res.tcp_flags
-        syn_only = (flags & (TCP_SYN | TCP_ACK)) == TCP_SYN
-        clone_trigger = Mux(is_tcp, syn_only, is_udp)
+        syn_v = (flags & (TCP_SYN | TCP_ACK)) == TCP_SYN
+        m.d.sync += [is_udp.eq(res.proto == 17), syn_only.eq(syn_v),
+                     clone_trigger.eq(Mux(res.proto == 6, syn_v, res.proto == 17)),
+                     tcp_fin.eq(flags[0]), tcp_rst.eq((flags & TCP_RST).any())]
         latched = have_latch
         lentry = lres.entry
 
@@ -1309,16 +1314,16 @@ class PolicyCore(wiring.Component):
                     event(LatchState.TIME_WAIT, LatchState.ESTABLISHED, Cause.SYN)
                     m.next = "WRITE_LATCH_EV"
                 with m.Else():
-                    fin_out = entry.fin_out | (out_dir & flags[0])
-                    fin_in = entry.fin_in | (meta.inbound & flags[0])
+                    fin_out = entry.fin_out | (out_dir & tcp_fin)
+                    fin_in = entry.fin_in | (meta.inbound & tcp_fin)
                     m.d.sync += [entry.fin_out.eq(fin_out), entry.fin_in.eq(fin_in)]
                     with m.If((entry.state != LatchState.TIME_WAIT)
-                              & ((flags & TCP_RST).any() | (fin_in & fin_out))):
+                              & (tcp_rst | (fin_in & fin_out))):
                         m.d.sync += [entry.state.eq(LatchState.TIME_WAIT), entry.timed.eq(1),
                                      entry.deadline.eq(tw_deadline)]
                         arm(tw_deadline, tw_earlier)
                         event(entry.state, LatchState.TIME_WAIT,
-                              Mux((flags & TCP_RST).any(), Cause.RST, Cause.FIN))
+                              Mux(tcp_rst, Cause.RST, Cause.FIN))
                         m.next = "WRITE_LATCH_EV"
                     with m.Else():
                         m.next = "WRITE_LATCH"
