@@ -313,9 +313,11 @@ class LatchTable(wiring.Component):
                 m.d.sync += ridx.eq(ridx + 1)
                 with m.If(ridx >= lat):
                     # compare stage of way e2idx: first match, lowest free way
-                    with m.If(match & ~hit):
-                        # the hit entry goes straight to the response
-                        m.d.sync += [hit.eq(1), hit_way.eq(e2idx), resp.entry.eq(e2)]
+                    with m.If(~hit):
+                        # each way's entry goes to the response until one
+                        # matches, and the hit entry stays there (timing: the
+                        # ~360 load enables do not wait for the key compare)
+                        m.d.sync += [hit.eq(match), hit_way.eq(e2idx), resp.entry.eq(e2)]
                     with m.If(~live & ~free & key_ok):
                         m.d.sync += [free.eq(1), free_way.eq(e2idx)]
                 with m.If(ridx == W + lat - 1):
