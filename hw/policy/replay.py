@@ -58,11 +58,21 @@ class ReplayWindows(wiring.Component):
         wb = self.word_bits
         # words read in a cycle that writes them are never used (hw/ram.py):
         # the reads whose words are used are presented in IDLE, CHECK and
-        # MARK_READ; the writes are INIT, UPDATE, CLEAR and MARK_WRITE
+        # MARK_READ; the writes are decided in INIT, UPDATE, CLEAR and
+        # MARK_WRITE and land a cycle later (below), which is INIT_DONE,
+        # CLEAR / MARK_READ, CLEAR / MARK_READ and RESP
         m.submodules.state = smem = block_ram(state_layout, self.sas)
         m.submodules.bits = bmem = block_ram(32, self.sas * self.ring_words)
         s_rp, s_wp = smem.read_port(), smem.write_port()
         b_rp, b_wp = bmem.read_port(), bmem.write_port()
+        # the write requests, registered (timing: the FSM's decode and the
+        # address / data muxes are not in front of the RAMs' write pins)
+        s_w, b_w = Signal(), Signal()
+        s_waddr, b_waddr = Signal.like(s_wp.addr), Signal.like(b_wp.addr)
+        s_wdata, b_wdata = Signal(state_layout), Signal(32)
+        m.d.sync += [s_w.eq(0), b_w.eq(0)]
+        m.d.comb += [s_wp.en.eq(s_w), s_wp.addr.eq(s_waddr), s_wp.data.eq(s_wdata),
+                     b_wp.en.eq(b_w), b_wp.addr.eq(b_waddr), b_wp.data.eq(b_wdata)]
 
         cmd = Signal(cmd_layout(self.sa_bits))
         st = Signal(state_layout)
@@ -117,18 +127,21 @@ class ReplayWindows(wiring.Component):
                     with m.Else():
                         m.next = "LOAD"
             with m.State("INIT"):
-                m.d.comb += [b_wp.addr.eq(Cat(word_ctr[:wb], cmd.sa)), b_wp.data.eq(0), b_wp.en.eq(1)]
+                m.d.sync += [b_w.eq(1), b_waddr.eq(Cat(word_ctr[:wb], cmd.sa)), b_wdata.eq(0)]
                 m.d.sync += word_ctr.eq(word_ctr + 1)
                 with m.If(word_ctr == self.ring_words - 1):
-                    m.d.comb += [s_wp.addr.eq(cmd.sa), s_wp.en.eq(1), s_wp.data.top.eq(cmd.seq),
-                                 s_wp.data.esn.eq(cmd.esn), s_wp.data.size.eq(cmd.size)]
+                    m.d.sync += [s_w.eq(1), s_waddr.eq(cmd.sa), s_wdata.eq(0), s_wdata.top.eq(cmd.seq),
+                                 s_wdata.esn.eq(cmd.esn), s_wdata.size.eq(cmd.size)]
                     m.d.sync += [st.top.eq(cmd.seq), st.esn.eq(cmd.esn), st.size.eq(cmd.size),
                                  new_seq.eq(cmd.seq)]
-                    with m.If(cmd.seq != 0):
-                        m.next = "MARK_READ"
-                    with m.Else():
-                        m.d.sync += resp.eq(0)
-                        m.next = "RESP"
+                    m.next = "INIT_DONE"
+            with m.State("INIT_DONE"):
+                # the last word's clear lands now: MARK_READ may read that word
+                with m.If(new_seq != 0):
+                    m.next = "MARK_READ"
+                with m.Else():
+                    m.d.sync += resp.eq(0)
+                    m.next = "RESP"
             with m.State("LOAD"):
                 m.next = "LOADED"          # the state word on its way to st_q
             with m.State("LOADED"):
@@ -181,8 +194,7 @@ class ReplayWindows(wiring.Component):
                 with m.If(newer):
                     m.d.sync += [clr_left.eq(Mux(blocks >= self.ring_words, self.ring_words, blocks)),
                                  st.top.eq(seq)]
-                    m.d.comb += [s_wp.addr.eq(cmd.sa), s_wp.en.eq(1), s_wp.data.eq(st),
-                                 s_wp.data.top.eq(seq)]
+                    m.d.sync += [s_w.eq(1), s_waddr.eq(cmd.sa), s_wdata.eq(st), s_wdata.top.eq(seq)]
                     m.next = "CLEAR"
                 with m.Else():
                     m.next = "MARK_READ"
@@ -190,8 +202,7 @@ class ReplayWindows(wiring.Component):
                 with m.If(clr_left == 0):
                     m.next = "MARK_READ"
                 with m.Else():
-                    m.d.comb += [b_wp.addr.eq(Cat(clr_from[:wb], cmd.sa)), b_wp.data.eq(0),
-                                 b_wp.en.eq(1)]
+                    m.d.sync += [b_w.eq(1), b_waddr.eq(Cat(clr_from[:wb], cmd.sa)), b_wdata.eq(0)]
                     m.d.sync += [clr_from.eq(clr_from + 1), clr_left.eq(clr_left - 1)]
             with m.State("MARK_READ"):
                 m.d.comb += b_rp.addr.eq(word_addr(new_seq))
@@ -201,8 +212,7 @@ class ReplayWindows(wiring.Component):
             with m.State("MARK_WRITE"):
                 bit = Signal(32)
                 m.d.comb += bit.eq(Const(1, 32) << new_seq[:5])
-                m.d.comb += [b_wp.addr.eq(word_addr(new_seq)), b_wp.data.eq(word_q | bit),
-                             b_wp.en.eq(1)]
+                m.d.sync += [b_w.eq(1), b_waddr.eq(word_addr(new_seq)), b_wdata.eq(word_q | bit)]
                 m.d.sync += [resp.ok.eq(1), resp.seq.eq(new_seq)]
                 m.next = "RESP"
             with m.State("RESP"):
