@@ -266,6 +266,13 @@ class HeaderParser(wiring.Component):
             m.d.sync += flag.eq(1)
             go(St.SKIP)
 
+        def capture(reg, at, words):
+            """A big-endian field of `words` 16-bit words (into the low ones of
+            `reg`), its first word at header position `at` (wx)."""
+            for k in range(words):
+                with m.If(wx[at + words - 1 - k]):
+                    m.d.sync += reg.word_select(k, 16).eq(word)
+
         def word_state(body):
             with m.If(wok):
                 body()
@@ -323,11 +330,8 @@ class HeaderParser(wiring.Component):
                         m.d.sync += fragw.eq(word)
                     with m.If(wx[4]):
                         m.d.sync += [nh.eq(b1), nhk.eq(kind(b1))]
-                    for k in range(2):          # IPv4 addresses in the low 32 bits
-                        with m.If(wx[7 - k]):
-                            m.d.sync += src.word_select(k, 16).eq(word)
-                        with m.If(wx[9 - k]):
-                            m.d.sync += dst.word_select(k, 16).eq(word)
+                    capture(src, 6, 2)          # IPv4 addresses in the low 32 bits
+                    capture(dst, 8, 2)
                     with m.If(left[-1]):
                         go(St.V4CHK)
                 word_state(v4)
@@ -347,11 +351,8 @@ class HeaderParser(wiring.Component):
                         m.d.sync += plen.eq(word)
                     with m.If(wx[3]):
                         m.d.sync += [nh.eq(b0), nhk.eq(kind(b0))]
-                    for k in range(8):
-                        with m.If(wx[11 - k]):
-                            m.d.sync += src.word_select(k, 16).eq(word)
-                        with m.If(wx[19 - k]):
-                            m.d.sync += dst.word_select(k, 16).eq(word)
+                    capture(src, 4, 8)
+                    capture(dst, 12, 8)
                     with m.If(wx[19]):
                         go(St.V6CHK)
                 word_state(v6w)
@@ -464,11 +465,8 @@ class HeaderParser(wiring.Component):
 
             with m.Case(St.ESP):
                 def esp():
-                    for k in range(2):
-                        with m.If(wx[1 - k]):
-                            m.d.sync += spi.word_select(k, 16).eq(word)
-                        with m.If(wx[3 - k]):
-                            m.d.sync += seq.word_select(k, 16).eq(word)
+                    capture(spi, 0, 2)
+                    capture(seq, 2, 2)
                     with m.If(wx[3]):
                         m.d.sync += spi_valid.eq(1)
                         go(St.SKIP)
@@ -478,11 +476,8 @@ class HeaderParser(wiring.Component):
                 def ah():
                     with m.If(wx[0]):
                         m.d.sync += [ah_nh.eq(b0), ah_len.eq(b1)]
-                    for k in range(2):
-                        with m.If(wx[3 - k]):
-                            m.d.sync += spi.word_select(k, 16).eq(word)
-                        with m.If(wx[5 - k]):
-                            m.d.sync += seq.word_select(k, 16).eq(word)
+                    capture(spi, 2, 2)
+                    capture(seq, 4, 2)
                     with m.If(wx[5]):
                         m.d.sync += spi_valid.eq(1)
                         go(St.SKIP)
