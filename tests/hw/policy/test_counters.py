@@ -23,3 +23,9 @@ def test_no_latch_counters_build():
         run_name="counters_nolctr",
         env={"CORE_CONFIG": CONFIG, "CORE_LATCH_COUNTERS": 0, "CORE_SEED": 3, "CORE_COUNT": 600},
         testcase="counters_vs_model")
+
+
+def test_timer_tick():
+    """NOW advances one tick per TICK_DIV cycles (the latch timers' clock)."""
+    run(core_top, name="policy_core", test_module="cocotb_counters_tb", run_name="timer_tick",
+        env={"CORE_CONFIG": CONFIG}, testcase="timer_tick")
