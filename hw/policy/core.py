@@ -478,9 +478,11 @@ class PolicyCore(wiring.Component):
         # SAD_INIT's window request, from the commit's stage every cycle (no
         # FSM decode in its enable: the stage holds still while COMMIT runs)
         rp_init = Signal(replay.cmd.payload.shape())
-        sv_now = data.View(sad_stage_layout(), stage[:sad_stage_layout().size])
-        m.d.sync += [rp_init.sa.eq(commit[0:16]), rp_init.seq.eq(sv_now.sa.seq), rp_init.esn.eq(sv_now.sa.esn),
-                     rp_init.size.eq(sv_now.window), rp_init.op.eq(ReplayOp.INIT)]
+        # the commit word's fields (TBL_COMMIT) and the staged SAD entry
+        c_index, c_table, c_op = commit[0:16], commit[16:20], commit[24:27]
+        sv = data.View(sad_stage_layout(), stage[:sad_stage_layout().size])
+        m.d.sync += [rp_init.sa.eq(c_index), rp_init.seq.eq(sv.sa.seq), rp_init.esn.eq(sv.sa.esn),
+                     rp_init.size.eq(sv.window), rp_init.op.eq(ReplayOp.INIT)]
 
         # each table request goes through a ValidSlice: the FSM's decode
         # reaches only its `valid` and tag flip-flops (the latch op, the
@@ -573,8 +575,8 @@ class PolicyCore(wiring.Component):
         cw_gen = Signal(GEN_BITS)       # the committed SA slot's next generation (gen_q in COMMIT)
         cw_spd, cw_tpl, cw_pad, cw_sad, cw_swap = (Signal(name=f"cw_{n}")
                                                    for n in ("spd", "tpl", "pad", "sad", "swap"))
-        m.d.sync += [cw_index.eq(commit[0:16]), cw_data.eq(Mux(commit[24:27] == 1, 0, stage)),
-                     cw_inbound.eq(commit[16:20] == TABLES["spd_in"]), cw_gen.eq(gen_q + 1),
+        m.d.sync += [cw_index.eq(c_index), cw_data.eq(Mux(c_op == 1, 0, stage)),
+                     cw_inbound.eq(c_table == TABLES["spd_in"]), cw_gen.eq(gen_q + 1),
                      cw_spd.eq(0), cw_tpl.eq(0), cw_pad.eq(0), cw_sad.eq(0), cw_swap.eq(0)]
         cw_sad_stage = data.View(sad_stage_layout(), cw_data[:sad_stage_layout().size])
         m.d.comb += [spd.w_en.eq(cw_spd), spd.w_inbound.eq(cw_inbound), spd.w_index.eq(cw_index),
@@ -661,9 +663,7 @@ class PolicyCore(wiring.Component):
                     m.next = "CLASSIFY"
 
             with m.State("COMMIT"):
-                table = commit[16:20]
-                index = commit[0:16]
-                op = commit[24:27]
+                table, index, op = c_table, c_index, c_op
                 clear = op == 1
                 # release (op 2) is the latch table's; on another table it
                 # changes nothing (it is not taken as a write of the stage)
@@ -686,7 +686,6 @@ class PolicyCore(wiring.Component):
                     with m.Case(TABLES["pad"]):
                         m.d.sync += cw_pad.eq(1)
                     with m.Case(TABLES["sad"]):
-                        sv = data.View(sad_stage_layout(), stage[:sad_stage_layout().size])
                         # the SA word, its selectors, its generation (write or
                         # clear) and its counters (from 0, as the model's new SaState)
                         m.d.sync += [cw_sad.eq(1), sc_w.eq(1), sc_zero.eq(1), sc_addr.eq(index)]
@@ -714,9 +713,7 @@ class PolicyCore(wiring.Component):
                 with m.Elif((table != TABLES["latch"]) & (table != TABLES["sad"])):
                     m.next = "IDLE"
                 with m.Elif(table == TABLES["sad"]):
-                    with m.If(clear | ~data.View(sad_stage_layout(),
-                                                 stage[:sad_stage_layout().size]).sa.valid
-                              | data.View(sad_stage_layout(), stage[:sad_stage_layout().size]).sa.out):
+                    with m.If(clear | ~sv.sa.valid | sv.sa.out):
                         m.next = "IDLE"
 
             # a new inbound SA starts with a clear window (top = its `seq`)
