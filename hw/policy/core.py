@@ -338,6 +338,18 @@ class PolicyCore(wiring.Component):
         m.d.sync += gen_q.eq(gen_rp.data)
         m.d.comb += self.verdict.payload.eq(v)
         entry = Signal(entry_layout)            # the latch being tracked / written
+        # entry.flow (300 of its 357 bits) is taken from every latch answer,
+        # whatever the state (timing: no FSM-decoded enable on it). Every
+        # answer is the slot the FSM works on next: a swept or released slot
+        # is written back with its own flow, an INSERT keys on cmd.flow.
+        # The FSM's loads (load_entry) set the other fields.
+        with m.If(latch.resp.valid):
+            m.d.sync += entry.flow.eq(latch.resp.payload.entry.flow)
+
+        def load_entry(src=None):
+            """`entry`'s fields but flow from `src` (None: zero, a FREE slot)."""
+            return [getattr(entry, n).eq(0 if src is None else getattr(src, n))
+                    for n, _f in entry_layout if n != "flow"]
         slot = Signal(16)
         have_latch = Signal()                   # latch_seen (verdict.latch)
         ev = Signal(event_layout)
@@ -359,6 +371,17 @@ class PolicyCore(wiring.Component):
             m.d.sync += v.action.eq(Verdict.FORWARD)
 
         out_dir = ~meta.inbound
+        # DECAP's tests of the crypto path's status and SA index, registered
+        # from `meta` every cycle (timing: the 16-bit compare's carry chain
+        # ended at the drop reason); meta is loaded in TAKE, DECAP comes
+        # after TIMERS and CLASSIFY. A status the core does not know is
+        # `malformed`: fail closed
+        dc_icv_fail, dc_malformed, dc_sa_beyond = (
+            Signal(name=n) for n in ("dc_icv_fail", "dc_malformed", "dc_sa_beyond"))
+        known = [DecapStatus.OK, DecapStatus.ICV_FAIL, DecapStatus.BAD_PADDING, DecapStatus.BAD_INNER]
+        m.d.sync += [dc_icv_fail.eq(meta.status == DecapStatus.ICV_FAIL),
+                     dc_malformed.eq(~Cat(*(meta.status == k for k in known)).any()),
+                     dc_sa_beyond.eq(meta.sa >= p.sas)]
         # the frame's protocol and TCP flag tests, registered from `res` every
         # cycle (timing: no compare between `res` and the FSM's enables);
         # their users (PAD_WAIT, SA_CHECKS, TRACK) come long after TAKE
@@ -737,7 +760,7 @@ class PolicyCore(wiring.Component):
             with m.State("RC_READ_WAIT"):
                 m.d.comb += latch.resp.ready.eq(1)
                 with m.If(latch.resp.valid):
-                    m.d.sync += entry.eq(latch.resp.payload.entry)
+                    m.d.sync += load_entry(latch.resp.payload.entry)
                     with m.If(~latch.resp.payload.hit
                               | (latch.resp.payload.entry.state == LatchState.TIME_WAIT)):
                         m.next = "RC_NEXT"
@@ -814,7 +837,7 @@ class PolicyCore(wiring.Component):
                 m.d.comb += latch.resp.ready.eq(1)
                 with m.If(latch.resp.valid):
                     got = latch.resp.payload.entry
-                    m.d.sync += entry.eq(0)       # RELEASE_WRITE writes the slot FREE
+                    m.d.sync += load_entry()       # RELEASE_WRITE writes the slot FREE
                     with m.If(latch.resp.payload.hit):
                         event(got.state, LatchState.FREE, Cause.RELEASE, peer=got.peer)
                         m.next = "RELEASE_EV"
@@ -925,7 +948,7 @@ class PolicyCore(wiring.Component):
                 m.next = "TV_NEXT"
                 with m.If(expired & tv_emit & tv_at_target):
                     event(tv_state, LatchState.FREE, Cause.TIMER, peer=tv_peer)
-                    m.d.sync += entry.eq(0)       # TV_FREE writes the slot FREE
+                    m.d.sync += load_entry()       # TV_FREE writes the slot FREE
                     m.next = "TV_EV"
                 with m.Elif(expired & (~tv_emit | tv_before)):
                     with m.If(tv_older):
@@ -991,11 +1014,14 @@ class PolicyCore(wiring.Component):
                     m.next = "SAD_WAIT"
             with m.State("SAD_WAIT"):
                 m.d.comb += sad.resp.ready.eq(1)
+                # the index is taken every cycle here, answer or not (timing:
+                # no SAD-state-decoded enable); it counts only with sa_valid
+                m.d.sync += sa_idx.eq(sad.resp.payload.index)
                 with m.If(sad.resp.valid):
                     with m.If(~sad.resp.payload.hit):
                         drop("no_sa")
                     with m.Else():
-                        m.d.sync += [sa_idx.eq(sad.resp.payload.index), sa_valid.eq(1)]
+                        m.d.sync += sa_valid.eq(1)
                         m.next = "RP_REQ"
             with m.State("RP_REQ"):
                 m.d.comb += [rq.valid.eq(1), rq.payload.op.eq(ReplayOp.CHECK),
@@ -1004,6 +1030,10 @@ class PolicyCore(wiring.Component):
                     m.next = "RP_WAIT"
             with m.State("RP_WAIT"):
                 m.d.comb += replay.resp.ready.eq(1)
+                # seq and gen taken every cycle here (timing: no replay-state-
+                # decoded enable); a verdict's seq/gen mean something only
+                # with CRYPTO (and an outbound FORWARD's seq, set in SEND)
+                m.d.sync += [v.seq.eq(replay.resp.payload.seq), v.gen.eq(gen_q)]
                 with m.If(replay.resp.valid):
                     with m.If(~replay.resp.payload.ok):
                         drop("replay")
@@ -1013,22 +1043,18 @@ class PolicyCore(wiring.Component):
                         drop("unsupported")
                     with m.Else():
                         # on to the ICV; the window moves only after it verified
-                        m.d.sync += [v.action.eq(Verdict.CRYPTO), v.seq.eq(replay.resp.payload.seq),
-                                     v.gen.eq(gen_q)]    # the slot's generation at the SAD hit
+                        m.d.sync += v.action.eq(Verdict.CRYPTO)    # gen: the slot's at the SAD hit
                         m.next = "FINISH"
 
             # ---- inbound second pass: the decapsulated inner frame
             with m.State("DECAP"):
                 m.d.comb += sa_rp.addr.eq(meta.sa)
                 m.d.sync += [sa_idx.eq(meta.sa), sa_valid.eq(1)]
-                with m.If(meta.status == DecapStatus.ICV_FAIL):
+                with m.If(dc_icv_fail):
                     drop("icv")                   # the window does not move
-                with m.Elif(meta.status == DecapStatus.MALFORMED):
+                with m.Elif(dc_malformed):
                     drop("malformed")
-                with m.Elif((meta.status != DecapStatus.OK) & (meta.status != DecapStatus.BAD_PADDING)
-                            & (meta.status != DecapStatus.BAD_INNER)):
-                    drop("malformed")             # a status the core does not know: fail closed
-                with m.Elif(meta.sa >= p.sas):
+                with m.Elif(dc_sa_beyond):
                     m.d.sync += sa_valid.eq(0)
                     drop("no_sa")
                 with m.Else():
@@ -1128,7 +1154,7 @@ class PolicyCore(wiring.Component):
                 each_once(collect)
                 with m.If(latch.resp.valid & ~l_done):
                     m.d.sync += [lres.eq(latch.resp.payload), have_latch.eq(latch.resp.payload.hit),
-                                 entry.eq(latch.resp.payload.entry), slot.eq(latch.resp.payload.slot)]
+                                 *load_entry(latch.resp.payload.entry), slot.eq(latch.resp.payload.slot)]
                 with m.If(s_done):
                     m.d.sync += sa_ready.eq(1)
                 with m.If(l_done & s_done & t_done & sa_ready):
@@ -1264,7 +1290,7 @@ class PolicyCore(wiring.Component):
                                  new.qop.encrypts.eq(sa.encrypts), new.qop.key256.eq(sa.key256),
                                  new.qop.icv.eq(sa.icv),
                                  new.template.eq(t.sa)]      # the template's id (program.py)
-                    m.d.sync += entry.eq(new)
+                    m.d.sync += load_entry(new)
                     m.next = "CLONE"
 
             with m.State("CLONE"):
@@ -1276,7 +1302,7 @@ class PolicyCore(wiring.Component):
                 m.d.comb += latch.resp.ready.eq(1)
                 with m.If(latch.resp.valid):
                     lr = latch.resp.payload
-                    m.d.sync += [entry.eq(lr.entry), slot.eq(lr.slot), have_latch.eq(1)]
+                    m.d.sync += [*load_entry(lr.entry), slot.eq(lr.slot), have_latch.eq(1)]
                     # a new latch counts from 0
                     m.d.comb += [lctr_wp.en.eq(1), lctr_wp.addr.eq(lr.slot), lctr_wp.data.eq(0)]
                     event(LatchState.FREE, LatchState.ESTABLISHED, Cause.CLONE, slot_v=lr.slot,
@@ -1398,6 +1424,13 @@ class PolicyCore(wiring.Component):
                 with m.If(clr_idx == clr_last):
                     m.d.sync += clr_req.eq(0)
                     m.next = "IDLE"
+
+        # the FSM's 83 states one-hot in synthesis (yosys fsm_recode; timing:
+        # a state decode is one flip-flop, not a compare of 7 bits, in front
+        # of every enable and of the next state). Simulation keeps the binary
+        # encoding. yosys ignores the state's init value, so a build must
+        # assert `rst` after configuration (docs/policy-core.md)
+        fsm.state.attrs["fsm_encoding"] = "one-hot"
 
         # verdict's latch / SA fields
         m.d.comb += [self.verdict.payload.latch_valid.eq(have_latch),

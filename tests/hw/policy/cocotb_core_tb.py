@@ -100,7 +100,7 @@ class TB:
         self.dut.meta_decap.value = int(decap is not None)
         if decap is not None:
             self.dut.meta_sa.value, self.dut.meta_seq.value = decap[0], decap[1]
-            self.dut.meta_status.value = decap[2].value
+            self.dut.meta_status.value = int(getattr(decap[2], "value", decap[2]))
             self.dut.meta_gen.value = decap[3]
         await self.src.send(AxiStreamFrame(frame))
         for _ in range(20000):
@@ -541,6 +541,60 @@ async def sa_replaced_between_passes(dut):
     assert (c["packets_in"], c["drops"], c["seq"]) == (1, 0, p2["seq"]), c
     dut._log.info("replaced between the passes: no_sa (generation %d -> %d); control delivered "
                   "(generation %d)", p1["gen"], p_new["gen"], p2["gen"])
+
+
+@cocotb.test()
+async def second_pass_fails_closed(dut):
+    """A second pass the crypto path refused, or one naming no SA, is
+    dropped on its own reason and counted there: ICV_FAIL -> `icv`,
+    MALFORMED and the statuses the core does not know (5, 6, 7) ->
+    `malformed`, an SA index at or past the SAD's capacity -> `no_sa` with
+    no SA in the verdict. Nothing is forwarded; alice's SA counts the five
+    it was named in as drops; the same second pass with status OK is then
+    delivered."""
+    from latchnic.hw.policy.core import DecapStatus
+
+    from crypto_path import decap
+    from peer_gen import Peers
+
+    cfg = load_config(os.environ["CORE_CONFIG"])
+    model = ModelDevice.from_config(cfg)
+    tb = TB(dut, 19, False)
+    await tb.reset()
+    tb.drv = await CoreDriver.open(tb.axil, TICK_NS)
+    await tb.drv.call("apply", cfg)
+    slot = tb.drv.slots["alice-in"]
+    sas = await tb.rd(regs.CAPS_TABLES) & 0xFFFF
+    f = Peers(cfg).frame(random.Random(19), (False, "203.0.113.5", "tcp", 40050, 80), "A",
+                         name="alice-in", kind="fresh")
+    p1 = await tb.frame(True, f, 3)
+    assert (p1["action"], p1["sa"]) == (2, slot), p1
+    status, inner = decap(model.sad.by_name["alice-in"], f, p1["seq"])
+    assert status == DecapStatus.OK
+    forwarded = await tb.rd(regs.FORWARDED)
+    cases = [(slot, DecapStatus.ICV_FAIL, "icv"), (slot, DecapStatus.MALFORMED, "malformed"),
+             (slot, 5, "malformed"), (slot, 6, "malformed"), (slot, 7, "malformed"),
+             (sas, DecapStatus.OK, "no_sa"), (0xFFFF, DecapStatus.OK, "no_sa"),
+             # alice's slot plus the capacity: the same SA RAM word if the
+             # index were cut to the RAM's address bits (same generation)
+             (sas + slot, DecapStatus.OK, "no_sa")]
+    for sa_index, st, reason in cases:
+        reg = regs.DROP_MALFORMED + 4 * REASON_CODES[reason]
+        before = await tb.rd(reg)
+        v = await tb.frame(True, inner, 3, (sa_index, p1["seq"], st, p1["gen"]))
+        assert (v["action"], v["reason"]) == (1, REASON_CODES[reason]), (sa_index, st, v)
+        if reason == "no_sa":
+            assert v["sa_valid"] == 0, v
+        assert await tb.rd(reg) == before + 1, (sa_index, st, reason)
+    assert await tb.rd(regs.FORWARDED) == forwarded
+    c = await tb.counters(slot, False)
+    # the model counts a drop on every SA it found (icv, malformed); an
+    # unknown status is refused as `malformed` is: 5 drops, no packets
+    assert (c["packets_in"], c["drops"]) == (0, 5), c
+    v = await tb.frame(True, inner, 3, (slot, p1["seq"], DecapStatus.OK, p1["gen"]))
+    assert (v["action"], v["sa_valid"], v["sa"]) == (0, 1, slot), v
+    dut._log.info("second pass: icv, malformed (statuses 2, 5, 6, 7), no_sa (index %d, %d, 0xffff) "
+                  "dropped and counted; status OK delivered", sas, sas + slot)
 
 
 @cocotb.test()

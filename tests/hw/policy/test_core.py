@@ -34,6 +34,12 @@ def test_core_sa_replaced_between_passes():
     _run("sa_replaced", testcase="sa_replaced_between_passes")
 
 
+def test_core_second_pass_fails_closed():
+    """Second passes with ICV_FAIL, MALFORMED, unknown statuses and SA
+    indexes past the SAD: each dropped on its reason and counted."""
+    _run("second_pass", testcase="second_pass_fails_closed")
+
+
 def test_core_duplicate_in_crypto_path():
     """Two copies of an ESP frame both CRYPTO; the second's second pass is
     dropped `replay` while its lookups are in flight; the frames after it
