@@ -45,7 +45,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib.memory import Memory
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
@@ -436,8 +436,13 @@ class RegisterFile(wiring.Component):
         # sel & w_en & strobe.
         hit, is_rw = Signal(reset_less=True), Signal(reset_less=True)
         rw_idx = Signal(range(max(len(rw_regs), 2)), reset_less=True)
+        # an rw register's written lanes and reset value, with its index (the
+        # read below only picks between the shadow's word and these)
+        written = Signal(4 * len(rw_regs))
+        rw_lanes, rw_reset = Signal(4, reset_less=True), Signal(32, reset_less=True)
         sel = {r.name: Signal(name=f"{r.port}_sel", reset_less=True) for r in writable}
-        m.d.sync += [hit.eq(0), is_rw.eq(0), rw_idx.eq(0), *(s.eq(0) for s in sel.values())]
+        m.d.sync += [hit.eq(0), is_rw.eq(0), rw_idx.eq(0), rw_lanes.eq(0), rw_reset.eq(0),
+                     *(s.eq(0) for s in sel.values())]
         with m.Switch(word):
             for r in self.regmap:
                 with m.Case(r.offset >> 2):
@@ -445,7 +450,9 @@ class RegisterFile(wiring.Component):
                     if r.name in sel:
                         m.d.sync += sel[r.name].eq(1)
                     if r.access == "rw":
-                        m.d.sync += [is_rw.eq(1), rw_idx.eq(rw_regs.index(r))]
+                        i = rw_regs.index(r)
+                        m.d.sync += [is_rw.eq(1), rw_idx.eq(i), rw_lanes.eq(written[4 * i:4 * i + 4]),
+                                     rw_reset.eq(r.reset)]
         m.d.comb += bus.err.eq(~hit)
 
         # `rw` registers are written only from the bus: a LUT-RAM shadow
@@ -457,7 +464,6 @@ class RegisterFile(wiring.Component):
         m.submodules.rw_shadow = shadow
         sh_w = shadow.write_port(granularity=8)
         sh_r = shadow.read_port(domain="comb")
-        written = Signal(4 * len(rw_regs))
         m.d.comb += [sh_w.addr.eq(rw_idx), sh_w.data.eq(bus.w_data), sh_r.addr.eq(rw_idx)]
         with m.If(bus.w_en & is_rw):
             m.d.comb += sh_w.en.eq(bus.w_strb)
@@ -477,12 +483,10 @@ class RegisterFile(wiring.Component):
         # register (a one-hot AND-OR over ~90 sources of 32 bits took ~4000
         # LUT4 on the ECP5). Level 1 samples at r_en; level 2 picks a level-1
         # result a cycle later (r_valid).
-        resets = Array(Const(r.reset, 32) for r in rw_regs)
-        lanes = written.word_select(rw_idx, 4)
         rw_data = Signal(32)
         with m.If(bus.r_en):
-            m.d.sync += rw_data.eq(Cat(*(Mux(lanes[b], sh_r.data[8 * b:8 * b + 8],
-                                             resets[rw_idx][8 * b:8 * b + 8]) for b in range(4))))
+            m.d.sync += rw_data.eq(Cat(*(Mux(rw_lanes[b], sh_r.data[8 * b:8 * b + 8],
+                                             rw_reset[8 * b:8 * b + 8]) for b in range(4))))
 
         # every other readable register: one 16:1 tree per populated group
         # of 16 words (addr[2:6]) at level 1, the group (addr[6:]) at level 2

@@ -283,7 +283,8 @@ class PolicyCore(wiring.Component):
         drop_rp_bus = drop_mem.read_port(domain="comb")
         drop_rp_inc = drop_mem.read_port(domain="comb")
         drop_live = Signal(len(R))
-        drop_count = Signal(32)         # the reason's count before this frame (FINISH -> COUNT)
+        drop_raw = Signal(32)           # the reason's RAM word (FINISH -> COUNT)
+        drop_raw_live = Signal()        # ... and whether it counts since the last clear
         m.d.comb += [drop_rp_bus.addr.eq(regs.drop_index),
                      regs.drop_data.eq(Mux(drop_live.bit_select(regs.drop_index, 1),
                                            drop_rp_bus.data, 0))]
@@ -628,11 +629,12 @@ class PolicyCore(wiring.Component):
             m.d.sync += sc_sum.drops.eq(ctr_sa_r.drops + 1)
         m.d.comb += [sactr_wp.en.eq(sc_w), sactr_wp.addr.eq(sc_addr),
                      sactr_wp.data.eq(Mux(sc_zero, 0, sc_sum.as_value()))]
-        # drop_count, registered every cycle (timing: no FSM decode in its
-        # enable); v.reason is final in FINISH, so in COUNT this is the
-        # reason's count before the frame
+        # the reason's count before the frame, registered every cycle
+        # (timing: no FSM decode in the enables): v.reason is final in
+        # FINISH, so in COUNT these hold its RAM word and its live bit (read
+        # side by side; COUNT chooses between the word and 0)
         m.d.comb += drop_rp_inc.addr.eq(v.reason)
-        m.d.sync += drop_count.eq(Mux(drop_live.bit_select(v.reason, 1), drop_rp_inc.data, 0))
+        m.d.sync += [drop_raw.eq(drop_rp_inc.data), drop_raw_live.eq(drop_live.bit_select(v.reason, 1))]
         # the counter RAMs' read address: the frame's SA / latch, or the
         # host's CTR_READ index from IDLE's choice of CTR_HOST to its end
         # (a register, not a state decode, selects: timing)
@@ -1384,7 +1386,7 @@ class PolicyCore(wiring.Component):
             # packets/bytes/drops): read, then write back the sums
             with m.State("COUNT"):
                 m.d.comb += [drop_wp.addr.eq(v.reason), drop_wp.en.eq(v.action == Verdict.DROP),
-                             drop_wp.data.eq(drop_count + 1)]
+                             drop_wp.data.eq(Mux(drop_raw_live, drop_raw, 0) + 1)]
                 with m.If(v.action == Verdict.CRYPTO):
                     m.next = "IDLE"               # counted when it comes back decapsulated
                 with m.Else():
