@@ -96,7 +96,10 @@ class ReplayWindows(wiring.Component):
         tl = st.top[:32]
         th = st.top[32:64]
         lo_edge = Signal(33)         # tl - size + 1, may go negative (bit 32)
-        top_ge = Signal()            # tl >= size - 1
+        # tl >= size - 1 is lo_edge's sign (timing: no second carry chain
+        # behind the subtract); exact for size >= 1, and size 0 (never
+        # configured: 64..4096) keeps its meaning
+        top_ge = ~lo_edge[32] | (st.size == 0)
         th_inc = Signal(32)
         th_dec = Signal(32)
         full = Signal(64)
@@ -154,7 +157,7 @@ class ReplayWindows(wiring.Component):
                 with m.Else():
                     m.next = "UPDATE_CMP"
             with m.State("CHECK_EDGE"):
-                m.d.sync += [lo_edge.eq(tl - st.size + 1), top_ge.eq(tl >= st.size - 1),
+                m.d.sync += [lo_edge.eq(tl - st.size + 1),
                              th_inc.eq(th + 1), th_dec.eq(th - 1), old_edge.eq(st.top - st.size)]
                 m.next = "CHECK_FULL"
             with m.State("CHECK_FULL"):
