@@ -354,7 +354,11 @@ class PolicyCore(wiring.Component):
         slot = Signal(16)
         have_latch = Signal()                   # latch_seen (verdict.latch)
         ev = Signal(event_layout)
+        # ev_push: a register, set by event() for the *_EV state that follows
+        # every call (timing: no state decode in front of the event FIFO's
+        # write side)
         ev_push = Signal()
+        m.d.sync += ev_push.eq(0)
         m.d.comb += [events.w_data.eq(ev.as_value()), events.w_en.eq(ev_push)]
         with m.If(ev_push & ~events.w_rdy):
             m.d.sync += evt_lost.eq(evt_lost + 1)
@@ -362,7 +366,7 @@ class PolicyCore(wiring.Component):
         def event(old, new, cause, slot_v=None, peer=None):
             m.d.sync += [ev.time.eq(meta.now), ev.slot.eq(slot if slot_v is None else slot_v),
                          ev.peer.eq(entry.peer if peer is None else peer), ev.old.eq(old),
-                         ev.new.eq(new), ev.cause.eq(cause)]
+                         ev.new.eq(new), ev.cause.eq(cause), ev_push.eq(1)]
 
         def drop(reason):
             m.d.sync += [v.action.eq(Verdict.DROP), v.reason.eq(R[reason])]
@@ -433,6 +437,20 @@ class PolicyCore(wiring.Component):
         m.d.sync += [ah_bad.eq((res.proto == 51) & (((res.ah_len + 2) * 4 != ah_len)
                                                     | (payload_len < ah_len))),
                      inner_bad.eq((res.status != Status.OK) | (res.l3_end != res.frame_len))]
+        # CLASSIFY's, DC_INNER's and RP_WAIT's tests of res and meta as flags,
+        # registered every cycle the same way (CLASSIFY comes two cycles
+        # after TAKE loaded them: TIMERS between)
+        res_malformed, res_unsupported, res_non_ip, in_ipsec, ah_routing, dc_bad_padding, \
+            dc_bad_inner = (Signal(name=n) for n in (
+                "res_malformed", "res_unsupported", "res_non_ip", "in_ipsec", "ah_routing",
+                "dc_bad_padding", "dc_bad_inner"))
+        m.d.sync += [res_malformed.eq(res.status == Status.MALFORMED),
+                     res_unsupported.eq(res.status == Status.UNSUPPORTED),
+                     res_non_ip.eq(res.status == Status.NON_IP),
+                     in_ipsec.eq(meta.inbound & ((res.proto == 50) | (res.proto == 51))),
+                     ah_routing.eq((res.proto == 51) & res.has_routing),
+                     dc_bad_padding.eq(meta.status == DecapStatus.BAD_PADDING),
+                     dc_bad_inner.eq(meta.status == DecapStatus.BAD_INNER)]
         prot_hdr = Signal(17)
         prot_body = Signal(22)
         too_big = Signal()
@@ -465,8 +483,9 @@ class PolicyCore(wiring.Component):
         rc_found = Signal()
         rc_healthy_out = Signal()
         rc_sa = Signal(range(p.sas + 2))
-        rc_pipe = Signal(2)
+        rc_pipe = Signal(3)
         rc_idx = [Signal(range(p.sas + 2), name=f"rc_idx{i}") for i in range(2)]
+        rc_match, rc_last = Signal(), Signal()
         # timer events (CTRL.timer_events): the earliest deadline armed since
         # the last sweep (conservative: a deadline cleared later leaves it
         # early, which costs an empty sweep, never a missed event)
@@ -494,11 +513,18 @@ class PolicyCore(wiring.Component):
                      udp_earlier.eq((udp_deadline - next_deadline)[31]),
                      tw_earlier.eq((tw_deadline - next_deadline)[31])]
 
-        def arm(deadline, earlier):
-            """A latch deadline was set: keep the earliest one."""
-            with m.If(~timed_any | earlier):
-                m.d.sync += next_deadline.eq(deadline)
-            m.d.sync += timed_any.eq(1)
+        # A latch deadline was set (TRACK): keep the earliest one, a cycle
+        # later from the flags TRACK registers (timing: TRACK's TCP flag and
+        # FIN tests do not reach next_deadline's enables). The next user is
+        # the next frame's TAKE (not_due)
+        arm_udp, arm_tw = Signal(), Signal()
+        m.d.sync += [arm_udp.eq(0), arm_tw.eq(0)]
+        for armed, deadline, earlier in ((arm_udp, udp_deadline, udp_earlier),
+                                         (arm_tw, tw_deadline, tw_earlier)):
+            with m.If(armed):
+                with m.If(~timed_any | earlier):
+                    m.d.sync += next_deadline.eq(deadline)
+                m.d.sync += timed_any.eq(1)
         # SAD_INIT's window request, from the commit's stage every cycle (no
         # FSM decode in its enable: the stage holds still while COMMIT runs)
         rp_init = Signal(replay.cmd.payload.shape())
@@ -571,6 +597,12 @@ class PolicyCore(wiring.Component):
         # queue's read and the load enables of res / meta / flow are the
         # register `taking`, not the IDLE decode); both hold still until taken
         m.d.comb += [parser.o.ready.eq(taking), metaq.r_en.eq(taking)]
+        # the earliest latch deadline not reached yet at the frame's time:
+        # the 32-bit subtract from the meta queue's registered output, every
+        # cycle; TIMERS, right after TAKE, reads the one taken with the frame
+        # (next_deadline changes only in TV_NEXT and after TRACK)
+        not_due = Signal()
+        m.d.sync += not_due.eq((data.View(meta_layout, metaq.r_data).now - next_deadline)[31])
         with m.If(taking):
             pm = data.View(meta_layout, metaq.r_data)
             r = parser.o.payload
@@ -675,11 +707,9 @@ class PolicyCore(wiring.Component):
                 m.next = "TIMERS"
 
             with m.State("TIMERS"):
-                # a cycle of its own (timing): the 32-bit `due` subtract
-                # works on the registered meta, not on the FIFO's output
-                due = Signal(32)
-                m.d.comb += due.eq(meta.now - next_deadline)
-                with m.If(regs.ctrl[2] & timed_any & ~due[31]):
+                # a cycle of its own (timing): `not_due` was registered in
+                # TAKE, the FSM sees one flip-flop
+                with m.If(regs.ctrl[2] & timed_any & ~not_due):
                     # ModelDevice.advance: free expired latches first
                     m.d.sync += [slot.eq(0), tv_emit.eq(0), tv_next_have.eq(0),
                                  tv_future_have.eq(0)]
@@ -787,17 +817,21 @@ class PolicyCore(wiring.Component):
                 m.next = "RC_IN_SCAN"
             with m.State("RC_IN_SCAN"):
                 # one inbound SA read per cycle; rc_pipe[1] / rc_idx[1] say
-                # which SA sa_q holds (two cycles behind the address)
+                # which SA sa_q holds (two cycles behind the address); its
+                # test is registered (rc_match, rc_last: timing, no RAM
+                # output into the FSM) and decided a cycle later (rc_pipe[2])
                 m.d.comb += sa_rp.addr.eq(rc_sa)
-                m.d.sync += [rc_sa.eq(rc_sa + 1), rc_pipe.eq(Cat(rc_sa < p.sas, rc_pipe[0])),
-                             rc_idx[0].eq(rc_sa), rc_idx[1].eq(rc_idx[0])]
                 d = sa_q
-                with m.If(rc_pipe[1]):
-                    with m.If(d.valid & ~d.out & (d.peer == entry.peer)
-                              & qop_satisfies(d, entry.qop)):
+                m.d.sync += [rc_sa.eq(rc_sa + 1), rc_pipe.eq(Cat(rc_sa < p.sas, rc_pipe[:2])),
+                             rc_idx[0].eq(rc_sa), rc_idx[1].eq(rc_idx[0]),
+                             rc_match.eq(d.valid & ~d.out & (d.peer == entry.peer)
+                                         & qop_satisfies(d, entry.qop)),
+                             rc_last.eq(rc_idx[1] == p.sas - 1)]
+                with m.If(rc_pipe[2]):
+                    with m.If(rc_match):
                         m.d.sync += rc_found.eq(1)
                         m.next = "RC_DECIDE"
-                    with m.Elif(rc_idx[1] == p.sas - 1):
+                    with m.Elif(rc_last):
                         m.next = "RC_DECIDE"
             with m.State("RC_DECIDE"):
                 healthy = rc_healthy_out & rc_found
@@ -812,7 +846,7 @@ class PolicyCore(wiring.Component):
                 with m.Else():
                     m.next = "RC_NEXT"
             with m.State("RC_EV"):
-                m.d.comb += ev_push.eq(1)
+                # the event goes to the FIFO now (ev_push, set by event())
                 m.next = "RC_WRITE"
             with m.State("RC_WRITE"):
                 m.d.comb += [lq.valid.eq(1), lq.payload.eq(Op.WRITE)]
@@ -846,7 +880,7 @@ class PolicyCore(wiring.Component):
                     with m.Else():
                         m.next = "RELEASE_WRITE"
             with m.State("RELEASE_EV"):
-                m.d.comb += ev_push.eq(1)
+                # the event goes to the FIFO now (ev_push, set by event())
                 m.next = "RELEASE_WRITE"
             with m.State("RELEASE_WRITE"):
                 m.d.comb += [lq.valid.eq(1), lq.payload.eq(Op.WRITE)]
@@ -959,7 +993,7 @@ class PolicyCore(wiring.Component):
                     with m.If(tv_sooner):
                         m.d.sync += [tv_future.eq(tv_ahead), tv_future_have.eq(1)]
             with m.State("TV_EV"):
-                m.d.comb += ev_push.eq(1)
+                # the event goes to the FIFO now (ev_push, set by event())
                 m.next = "TV_FREE"
             with m.State("TV_FREE"):
                 m.d.comb += [lq.valid.eq(1), lq.payload.eq(Op.WRITE)]
@@ -984,15 +1018,15 @@ class PolicyCore(wiring.Component):
             with m.State("CLASSIFY"):
                 with m.If(meta.decap):
                     m.next = "DECAP"
-                with m.Elif(res.status == Status.MALFORMED):
+                with m.Elif(res_malformed):
                     drop("malformed")
-                with m.Elif(res.status == Status.UNSUPPORTED):
+                with m.Elif(res_unsupported):
                     drop("unsupported")
-                with m.Elif(res.status == Status.NON_IP):
+                with m.Elif(res_non_ip):
                     forward()
                     m.d.sync += non_ip.eq(non_ip + 1)
                     m.next = "FINISH"
-                with m.Elif(meta.inbound & ((res.proto == 50) | (res.proto == 51))):
+                with m.Elif(in_ipsec):
                     with m.If(res.is_fragment):
                         drop("fragment")
                     with m.Else():
@@ -1039,7 +1073,7 @@ class PolicyCore(wiring.Component):
                 with m.If(replay.resp.valid):
                     with m.If(~replay.resp.payload.ok):
                         drop("replay")
-                    with m.Elif((res.proto == 51) & res.has_routing):
+                    with m.Elif(ah_routing):
                         # AH over an IPv6 routing header: its ICV input cannot be
                         # built (sim/ah.py), refused before the ICV as the model does
                         drop("unsupported")
@@ -1105,11 +1139,11 @@ class PolicyCore(wiring.Component):
                     m.next = "DC_INNER"
             with m.State("DC_INNER"):
                 # the ICV verified: the window moved; now the inner packet
-                with m.If(meta.status == DecapStatus.BAD_PADDING):
+                with m.If(dc_bad_padding):
                     drop("bad_padding")
-                with m.Elif(meta.status == DecapStatus.BAD_INNER):
+                with m.Elif(dc_bad_inner):
                     drop("malformed")
-                with m.Elif(res.status == Status.UNSUPPORTED):
+                with m.Elif(res_unsupported):
                     drop("unsupported")
                 with m.Elif(inner_bad):
                     # not IP, or its length disagrees with the ESP/AH payload
@@ -1311,7 +1345,7 @@ class PolicyCore(wiring.Component):
                           peer=sa.peer)
                     m.next = "CLONE_EV"
             with m.State("CLONE_EV"):
-                m.d.comb += ev_push.eq(1)
+                # the event goes to the FIFO now (ev_push, set by event())
                 m.next = "SEND"
 
             with m.State("SEND"):
@@ -1331,7 +1365,7 @@ class PolicyCore(wiring.Component):
                 # ModelDevice._track: UDP idle timer; TCP SYN re-open, FIN, RST
                 with m.If(is_udp):
                     m.d.sync += [entry.timed.eq(1), entry.deadline.eq(udp_deadline)]
-                    arm(udp_deadline, udp_earlier)
+                    m.d.sync += arm_udp.eq(1)
                     m.next = "WRITE_LATCH"
                 with m.Elif((entry.state == LatchState.TIME_WAIT) & syn_only):
                     m.d.sync += [entry.fin_in.eq(0), entry.fin_out.eq(0), entry.timed.eq(0),
@@ -1346,7 +1380,7 @@ class PolicyCore(wiring.Component):
                               & (tcp_rst | (fin_in & fin_out))):
                         m.d.sync += [entry.state.eq(LatchState.TIME_WAIT), entry.timed.eq(1),
                                      entry.deadline.eq(tw_deadline)]
-                        arm(tw_deadline, tw_earlier)
+                        m.d.sync += arm_tw.eq(1)
                         event(entry.state, LatchState.TIME_WAIT,
                               Mux(tcp_rst, Cause.RST, Cause.FIN))
                         m.next = "WRITE_LATCH_EV"
@@ -1354,7 +1388,7 @@ class PolicyCore(wiring.Component):
                         m.next = "WRITE_LATCH"
 
             with m.State("WRITE_LATCH_EV"):
-                m.d.comb += ev_push.eq(1)
+                # the event goes to the FIFO now (ev_push, set by event())
                 m.next = "WRITE_LATCH"
             with m.State("WRITE_LATCH"):
                 m.d.comb += [lq.valid.eq(1), lq.payload.eq(Op.WRITE)]
