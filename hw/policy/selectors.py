@@ -68,7 +68,9 @@ def selector_terms(sel, flow) -> Value:
         return Cat(s.any, s.v6 == v6, le_terms(s.lo, a, 128), le_terms(a, s.hi, 128))
 
     def port(s, valid, p):
-        return s.any | (s.opaque & ~valid) | (~s.opaque & valid & (s.lo <= p) & (p <= s.hi))
+        # the two 16-bit compares are terms of their own (timing: no logic
+        # after their carry chains in this stage); terms_match combines
+        return Cat(s.any | (s.opaque & ~valid), ~s.opaque & valid, s.lo <= p, p <= s.hi)
 
     return Cat(addr(sel.local, flow.v6, flow.local), addr(sel.remote, flow.v6, flow.remote),
                sel.proto_any | (sel.proto == flow.proto),
@@ -76,7 +78,7 @@ def selector_terms(sel, flow) -> Value:
                port(sel.remote_port, flow.ports_valid, flow.remote_port))
 
 
-TERM_BITS = 2 * (2 + 2 * (1 + 2 * (128 // CHUNK - 1))) + 3
+TERM_BITS = 2 * (2 + 2 * (1 + 2 * (128 // CHUNK - 1))) + 1 + 2 * 4
 
 
 def terms_match(t) -> Value:
@@ -86,8 +88,12 @@ def terms_match(t) -> Value:
     def addr(a):
         return a[0] | (a[1] & le_combine(a[2:2 + n]) & le_combine(a[2 + n:2 + 2 * n]))
 
+    def port(p):
+        return p[0] | (p[1] & p[2] & p[3])
+
     w = 2 + 2 * n
-    return addr(t[:w]) & addr(t[w:2 * w]) & t[2 * w] & t[2 * w + 1] & t[2 * w + 2]
+    return (addr(t[:w]) & addr(t[w:2 * w]) & t[2 * w] & port(t[2 * w + 1:2 * w + 5])
+            & port(t[2 * w + 5:2 * w + 9]))
 
 
 def selector_match(m, sel, flow, name="sel_match") -> Signal:
