@@ -483,10 +483,13 @@ class RegisterFile(wiring.Component):
         # register (a one-hot AND-OR over ~90 sources of 32 bits took ~4000
         # LUT4 on the ECP5). Level 1 samples at r_en; level 2 picks a level-1
         # result a cycle later (r_valid).
-        rw_data = Signal(32)
-        with m.If(bus.r_en):
-            m.d.sync += rw_data.eq(Cat(*(Mux(rw_lanes[b], sh_r.data[8 * b:8 * b + 8],
-                                             rw_reset[8 * b:8 * b + 8]) for b in range(4))))
+        # the shadow's word registered every cycle (timing: the LUT-RAM read
+        # alone in the r_en cycle); level 2 picks lanes from it or the reset
+        # value a cycle later (rw_lanes / rw_reset hold: the address is held)
+        sh_q = Signal(32, reset_less=True)
+        m.d.sync += sh_q.eq(sh_r.data)
+        rw_data = Cat(*(Mux(rw_lanes[b], sh_q[8 * b:8 * b + 8], rw_reset[8 * b:8 * b + 8])
+                        for b in range(4)))
 
         # every other readable register: one 16:1 tree per populated group
         # of 16 words (addr[2:6]) at level 1, the group (addr[6:]) at level 2

@@ -256,12 +256,15 @@ class PolicyCore(wiring.Component):
             regs.tbl_commits.eq(commits),
             regs.status.eq(Cat(busy, commit_pending)),
             regs.evt_level.eq(Cat(events.level, Const(0, 16 - len(events.level)), evt_lost)),
-            Cat(regs.evt_data0, regs.evt_data1, regs.evt_data2, regs.evt_data3)
-            .eq(events.r_data),
             events.r_en.eq(regs.evt_pop_stb),
             regs.irq_status.eq(Cat(events.r_rdy, evt_lost != 0)),
             self.irq.eq((regs.irq_enable[0] & events.r_rdy) | (regs.irq_enable[1] & (evt_lost != 0))),
         ]
+        # the head event, registered every cycle (timing: the FIFO's block
+        # RAM output into the register file's read mux was one period). It
+        # lags the FIFO by a cycle; a bus read comes at least four cycles
+        # after the EVT_POP write or the EVT_LEVEL read before it
+        m.d.sync += Cat(regs.evt_data0, regs.evt_data1, regs.evt_data2, regs.evt_data3).eq(events.r_data)
         tick = Signal(32)
         tick_div = Signal(32)
         # TICK_DIV - 1 (0 for 0), registered: the compare has no adder in
@@ -1124,7 +1127,8 @@ class PolicyCore(wiring.Component):
             with m.State("DC_RECHECK_WAIT"):
                 m.d.comb += replay.resp.ready.eq(1)
                 with m.If(replay.resp.valid):
-                    with m.If(~replay.resp.payload.ok | (replay.resp.payload.seq != meta.seq)):
+                    # (`same`: the replay windows compare the 64-bit numbers)
+                    with m.If(~replay.resp.payload.ok | ~replay.resp.payload.same):
                         drop("replay")
                     with m.Else():
                         m.next = "DC_UPDATE"

@@ -11,7 +11,9 @@ Operations (`cmd` -> `resp`):
 * INIT(sa, top, esn, size): the SA's state after a SAD write: every word
   cleared, `top` marked received when not 0 (as the model starts).
 * CHECK(sa, seq_low): before the ICV. With ESN the high half is inferred as in
-  RFC 4303 A2.2; `ok` = the number may be accepted; `seq` = the full number.
+  RFC 4303 A2.2; `ok` = the number may be accepted; `seq` = the full number;
+  `same` = it equals the command's whole 64-bit `seq` (a second pass's
+  re-check: the high half inferred again is the first pass's).
 * UPDATE(sa, seq): after the ICV verified: move the window, mark `seq`.
 * READ(sa): `seq` = the window top (the highest number accepted), for the
   host's counter read-out.
@@ -40,7 +42,7 @@ def cmd_layout(sa_bits):
     return data.StructLayout({"op": ReplayOp, "sa": sa_bits, "seq": 64, "esn": 1, "size": 13})
 
 
-resp_layout = data.StructLayout({"ok": 1, "seq": 64})
+resp_layout = data.StructLayout({"ok": 1, "seq": 64, "same": 1})
 
 
 class ReplayWindows(wiring.Component):
@@ -108,6 +110,7 @@ class ReplayWindows(wiring.Component):
         old_edge = Signal(65)        # top - size (bit 64: negative)
         too_old = Signal()           # top - full >= size
         is_zero = Signal()
+        same = Signal()              # full == cmd.seq (64 bits)
         blocks = Signal(59)           # UPDATE: blocks the top moves by
         ge_edge = seq_low >= lo_edge[:32]
         seq_high = Mux(top_ge, Mux(ge_edge, th, th_inc), Mux(ge_edge, th_dec, th))
@@ -166,11 +169,11 @@ class ReplayWindows(wiring.Component):
                 m.next = "CHECK_CMP"
             with m.State("CHECK_CMP"):
                 # top - full >= size (full <= top), as full <= top - size: one compare
-                m.d.sync += [newer.eq(full > st.top), is_zero.eq(full == 0),
+                m.d.sync += [newer.eq(full > st.top), is_zero.eq(full == 0), same.eq(full == cmd.seq),
                              too_old.eq(~old_edge[64] & (full <= old_edge[:64]))]
                 m.next = "CHECK"
             with m.State("CHECK"):
-                m.d.sync += [resp.seq.eq(full), resp.ok.eq(0)]
+                m.d.sync += [resp.seq.eq(full), resp.ok.eq(0), resp.same.eq(same)]
                 with m.If(~seq_ok | is_zero):
                     m.next = "RESP"
                 with m.Elif(newer):

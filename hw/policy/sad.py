@@ -86,15 +86,23 @@ class SadLookup(wiring.Component):
         whole, e = t.assemble(m, didx)      # e: the entry, a cycle after `whole`
         m.d.sync += [q_idx.eq(didx[rb:]), q_pend.eq(d_v & whole)]
         same = Signal()
-        dst_ok = Signal()
-        src_ok = Signal()
+        # the 128-bit address equalities as four 32-bit ones registered, the
+        # AND in the rank stage (timing: a 128-bit compare after the RAM's
+        # output was one period)
+        v6_same = Signal()
+        dst_eq, src_eq = Signal(4), Signal(4)
+        dst_ok = v6_same & dst_eq.all()
+        src_ok = v6_same & src_eq.all()
         has_dst = Signal()
         has_src = Signal()
         p_pend = Signal()
         p_idx = Signal(ab + 1)
         m.d.sync += [same.eq(e.valid & (e.ah == req.ah) & (e.spi == req.spi)),
-                     dst_ok.eq((e.v6 == req.v6) & (e.dst == req.dst)),
-                     src_ok.eq((e.v6 == req.v6) & (e.src == req.src)),
+                     v6_same.eq(e.v6 == req.v6),
+                     *(dst_eq[i].eq(e.dst[32 * i:32 * i + 32] == req.dst[32 * i:32 * i + 32])
+                       for i in range(4)),
+                     *(src_eq[i].eq(e.src[32 * i:32 * i + 32] == req.src[32 * i:32 * i + 32])
+                       for i in range(4)),
                      has_dst.eq(e.has_dst), has_src.eq(e.has_src), p_idx.eq(q_idx), p_pend.eq(q_pend)]
         # rank of the registered entry: -1 (no match), 0 SPI, 1 +dst, 2 +dst+src
         match = Signal()

@@ -55,7 +55,19 @@ def _run(seed, sas, max_window, ops):
             if got["ok"] != int(want_ok) or (want_ok and got["seq"] != want_seq):
                 errors.append((n, sa, w.size, w.esn, w.top, low, want_seq, want_ok, got))
                 continue
+            if got["same"] != int(got["seq"] == low):
+                errors.append((n, sa, "same", low, got))
             stats["ok" if want_ok else "reject"] += 1
+            if want_ok:
+                # a second pass's re-check sends the whole number its first
+                # pass inferred: `same` says the high half is inferred again
+                again = await do(ReplayOp.CHECK, sa, want_seq)
+                if (again["ok"], again["same"], again["seq"]) != (1, 1, want_seq):
+                    errors.append((n, sa, "re-check", want_seq, again))
+                if w.esn:
+                    other = await do(ReplayOp.CHECK, sa, want_seq ^ (1 << 32))
+                    if other["same"] != 0:
+                        errors.append((n, sa, "other high half", want_seq, other))
             if want_ok and rng.random() < 0.85:          # the ICV verified
                 w.update(want_seq)
                 await do(ReplayOp.UPDATE, sa, want_seq)

@@ -15,8 +15,12 @@ from latchnic.hw.policy.sad import SadLookup, encode_sa_in, req_layout
 from latchnic.hw.policy.selectors import pack
 from latchnic.sim.sad import Sad, SaState
 
-ADDRS = [ipaddress.ip_address(a) for a in ("192.0.2.1", "192.0.2.2", "2001:db8::1")]
-SRCS = [ipaddress.ip_address(a) for a in ("203.0.113.5", "203.0.113.6", "2001:db8::5")]
+# IPv6 addresses that differ in each 32-bit quarter (documentation ranges
+# 2001:db8::/32 and 3fff::/20): the lookup compares every bit
+ADDRS = [ipaddress.ip_address(a) for a in ("192.0.2.1", "192.0.2.2", "2001:db8::1", "3fff::1",
+                                           "2001:db8:0:1::1")]
+SRCS = [ipaddress.ip_address(a) for a in ("203.0.113.5", "203.0.113.6", "2001:db8::5", "3fff::5",
+                                          "2001:db8::1:0:0:5")]
 SPIS = [0x100, 0x101, 0x102, 0x103]
 
 
