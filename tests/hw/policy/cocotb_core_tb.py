@@ -82,6 +82,15 @@ class TB:
         self.dut.rst.value = 0
         await ClockCycles(self.dut.clk, 2)
 
+    @classmethod
+    async def programmed(cls, dut, seed, cfg):
+        """A reset core the driver has applied `cfg` to (no stalls)."""
+        tb = cls(dut, seed, False)
+        await tb.reset()
+        tb.drv = await CoreDriver.open(tb.axil, TICK_NS)
+        await tb.drv.call("apply", cfg)
+        return tb
+
     async def rd(self, addr):
         r = await self.axil.read(addr, 4)
         assert int(r.resp) == 0
@@ -487,10 +496,7 @@ async def sa_replaced_between_passes(dut):
     new_sa = next(s for s in replaced.sas if s.name == "alice-in")
 
     model = ModelDevice.from_config(cfg)        # alice-in's keys for the crypto path
-    tb = TB(dut, 11, False)
-    await tb.reset()
-    tb.drv = await CoreDriver.open(tb.axil, TICK_NS)
-    await tb.drv.call("apply", cfg)
+    tb = await TB.programmed(dut, 11, cfg)
     slot = tb.drv.slots["alice-in"]
     rng = random.Random(11)
     # alice's flow, TCP ACK: in-rule 203.0.113.0/24 protect, PAD claim (alice and
@@ -559,10 +565,7 @@ async def second_pass_fails_closed(dut):
 
     cfg = load_config(os.environ["CORE_CONFIG"])
     model = ModelDevice.from_config(cfg)
-    tb = TB(dut, 19, False)
-    await tb.reset()
-    tb.drv = await CoreDriver.open(tb.axil, TICK_NS)
-    await tb.drv.call("apply", cfg)
+    tb = await TB.programmed(dut, 19, cfg)
     slot = tb.drv.slots["alice-in"]
     sas = await tb.rd(regs.CAPS_TABLES) & 0xFFFF
     f = Peers(cfg).frame(random.Random(19), (False, "203.0.113.5", "tcp", 40050, 80), "A",
@@ -614,10 +617,7 @@ async def duplicate_in_crypto_path(dut):
 
     cfg = load_config(os.environ["CORE_CONFIG"])
     model = ModelDevice.from_config(cfg)
-    tb = TB(dut, 13, False)
-    await tb.reset()
-    tb.drv = await CoreDriver.open(tb.axil, TICK_NS)
-    await tb.drv.call("apply", cfg)
+    tb = await TB.programmed(dut, 13, cfg)
     slots = tb.drv.slots
     rng = random.Random(13)
     peers = Peers(cfg)
@@ -665,10 +665,7 @@ async def stray_release_changes_nothing(dut):
     from peer_gen import Peers
 
     cfg = load_config(os.environ["CORE_CONFIG"])
-    tb = TB(dut, 17, False)
-    await tb.reset()
-    tb.drv = await CoreDriver.open(tb.axil, TICK_NS)
-    await tb.drv.call("apply", cfg)
+    tb = await TB.programmed(dut, 17, cfg)
     slot = tb.drv.slots["alice-in"]
 
     async def commit(writes):
