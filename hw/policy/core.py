@@ -43,6 +43,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from latchnic.hw.axil import AxiLiteRegisters, axil_members
+from latchnic.hw.onehot import one_hot
 from latchnic.hw.ram import block_ram, read_register
 from latchnic.hw.regmap import READ_WORDS, REGMAP, STAGE_WORDS, TABLES, Params, RegisterFile
 from latchnic.hw.skid import SkidBuffer
@@ -489,6 +490,8 @@ class PolicyCore(wiring.Component):
         rc_pipe = Signal(3)
         rc_idx = [Signal(range(p.sas + 2), name=f"rc_idx{i}") for i in range(2)]
         rc_match, rc_last = Signal(), Signal()
+        rc_out_parts = Signal(4)
+        m.d.sync += rc_healthy_out.eq(rc_out_parts.all())
         # timer events (CTRL.timer_events): the earliest deadline armed since
         # the last sweep (conservative: a deadline cleared later leaves it
         # early, which costs an empty sweep, never a missed event)
@@ -812,10 +815,13 @@ class PolicyCore(wiring.Component):
             with m.State("RC_SA_READ"):
                 m.next = "RC_SA_GOT"             # the SA word on its way to sa_q
             with m.State("RC_SA_GOT"):
+                # the out-SA's tests registered apart, their AND (rc_healthy_out,
+                # every cycle) ready long before RC_DECIDE: the inbound scan
+                # takes at least three cycles (timing: the SA RAM's output)
                 d = sa_q
-                m.d.sync += [rc_healthy_out.eq(sres.hit & (sres.action == Action.PROTECT) & d.valid
-                                               & ~exhausted(d) & (d.peer == entry.peer)
-                                               & qop_satisfies(d, entry.qop)),
+                m.d.sync += [rc_out_parts.eq(Cat(sres.hit & (sres.action == Action.PROTECT) & d.valid,
+                                                 ~exhausted(d), d.peer == entry.peer,
+                                                 qop_satisfies(d, entry.qop))),
                              rc_sa.eq(0), rc_found.eq(0), rc_pipe.eq(0)]
                 m.next = "RC_IN_SCAN"
             with m.State("RC_IN_SCAN"):
@@ -1465,12 +1471,7 @@ class PolicyCore(wiring.Component):
                     m.d.sync += clr_req.eq(0)
                     m.next = "IDLE"
 
-        # the FSM's 83 states one-hot in synthesis (yosys fsm_recode; timing:
-        # a state decode is one flip-flop, not a compare of 7 bits, in front
-        # of every enable and of the next state). Simulation keeps the binary
-        # encoding. yosys ignores the state's init value, so a build must
-        # assert `rst` after configuration (docs/policy-core.md)
-        fsm.state.attrs["fsm_encoding"] = "one-hot"
+        one_hot(fsm)        # 83 states: 83 flip-flops in synthesis (hw/onehot.py)
 
         # verdict's latch / SA fields
         m.d.comb += [self.verdict.payload.latch_valid.eq(have_latch),

@@ -48,6 +48,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..onehot import one_hot
 from ..ram import block_ram, read_register
 from .crc32 import V4_KEY_BITS, Crc32Key, key_bytes_value, v4_quotient
 from .selectors import flow_layout
@@ -267,7 +268,7 @@ class LatchTable(wiring.Component):
         # out into the key shift register's ~300 enables)
         m.d.comb += crc.key.eq(key_bytes_value(cmd.flow))
 
-        with m.FSM():
+        with m.FSM() as fsm:
             with m.State("IDLE"):
                 m.d.comb += self.cmd.ready.eq(1)
                 with m.If(self.cmd.valid):
@@ -338,4 +339,5 @@ class LatchTable(wiring.Component):
                 m.d.comb += self.resp.valid.eq(1)
                 with m.If(self.resp.ready):
                     m.next = "IDLE"
+        one_hot(fsm)        # 10 states (hw/onehot.py)
         return m

@@ -23,6 +23,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..onehot import one_hot
 from ..ram import block_ram, read_register
 
 MASK32 = 0xFFFFFFFF
@@ -122,7 +123,7 @@ class ReplayWindows(wiring.Component):
         new_seq = Signal(64)
         word_q = read_register(m, platform, b_wp, b_rp, name="word_q")   # a bitmap word
 
-        with m.FSM():
+        with m.FSM() as fsm:
             with m.State("IDLE"):
                 m.d.comb += [self.cmd.ready.eq(1), idle.eq(1)]
                 with m.If(self.cmd.valid):
@@ -151,7 +152,10 @@ class ReplayWindows(wiring.Component):
             with m.State("LOAD"):
                 m.next = "LOADED"          # the state word on its way to st_q
             with m.State("LOADED"):
-                m.d.sync += st.eq(st_q)
+                # UPDATE's `newer` from the state word as it arrives (timing:
+                # apart from UPDATE_CMP's block subtract, which yosys merged
+                # it with into one long path); CHECK_CMP sets its own
+                m.d.sync += [st.eq(st_q), newer.eq(cmd.seq > st_q.top)]
                 with m.If(cmd.op == ReplayOp.CHECK):
                     m.next = "CHECK_EDGE"
                 with m.Elif(cmd.op == ReplayOp.READ):
@@ -191,7 +195,7 @@ class ReplayWindows(wiring.Component):
                 m.d.sync += resp.ok.eq(~word_q.bit_select(resp.seq[:5], 1))
                 m.next = "RESP"
             with m.State("UPDATE_CMP"):
-                m.d.sync += [newer.eq(cmd.seq > st.top), blocks.eq(cmd.seq[5:] - st.top[5:]),
+                m.d.sync += [blocks.eq(cmd.seq[5:] - st.top[5:]),
                              clr_from.eq(st.top[5:] + 1)]
                 m.next = "UPDATE"
             with m.State("UPDATE"):
@@ -225,4 +229,5 @@ class ReplayWindows(wiring.Component):
                 m.d.comb += self.resp.valid.eq(1)
                 with m.If(self.resp.ready):
                     m.next = "IDLE"
+        one_hot(fsm)        # 18 states (hw/onehot.py)
         return m
