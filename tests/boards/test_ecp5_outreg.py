@@ -10,12 +10,12 @@ import copy
 import itertools
 import json
 import re
-import subprocess
-import sys
 
 import pytest
 
 from latchnic.boards.ecp5_outreg import absorb_output_registers, rewrite
+
+from yowasp_run import run_tool as _tool
 
 CLK, CLK2, RST_NET, CE_NET = 2, 3, 4, 5
 _nets = itertools.count(100)
@@ -320,16 +320,6 @@ def test_rewrite_file(tmp_path):
     assert out["modules"]["top"]["cells"]["ram"]["parameters"]["REGMODE_B"] == "OUTREG"
     assert json.loads((tmp_path / "in.json").read_text()) == netlist
     assert report.summary()["ffs_removed"] == 8
-
-
-def _tool(tmp_path, module, func, *args):
-    """Run a YoWASP tool in `tmp_path` with relative file names (YoWASP maps
-    /tmp to a private directory, so absolute /tmp paths do not reach it)."""
-    code = f"import sys, {module} as t; sys.exit(t.{func}(sys.argv[1:]))"
-    p = subprocess.run([sys.executable, "-c", code, *args], cwd=tmp_path, capture_output=True,
-                       text=True, timeout=300)
-    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
-    return p.stdout + p.stderr
 
 
 def test_real_tools_place_and_route(tmp_path):
