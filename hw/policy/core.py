@@ -677,6 +677,12 @@ class PolicyCore(wiring.Component):
         # host's CTR_READ index from IDLE's choice of CTR_HOST to its end
         # (a register, not a state decode, selects: timing)
         ctr_host = Signal()
+        # what CTR_READ names, registered every cycle (timing: no index
+        # compare into the FSM); CTR_HOST_DATA comes three cycles after the
+        # write at the earliest
+        ctr_of_latch, ctr_of_sa = Signal(), Signal()
+        m.d.sync += [ctr_of_latch.eq(regs.ctr_read[16] & (regs.ctr_read[:16] < p.latch_capacity)),
+                     ctr_of_sa.eq(~regs.ctr_read[16] & (regs.ctr_read[:16] < p.sas))]
         m.d.comb += [sactr_rp.addr.eq(Mux(ctr_host, regs.ctr_read[:16], sa_idx)),
                      lctr_rp.addr.eq(Mux(ctr_host, regs.ctr_read[:16], slot))]
 
@@ -932,14 +938,12 @@ class PolicyCore(wiring.Component):
                 # the counter words reach ctr_sa_r / ctr_l_r, the SA word sa_q
                 m.next = "CTR_HOST_DATA"
             with m.State("CTR_HOST_DATA"):
-                is_latch = regs.ctr_read[16]
-                idx = regs.ctr_read[:16]
                 m.d.sync += [ctr_out.eq(0), ctr_seq.eq(0), ctr_pending.eq(0), ctr_host.eq(0)]
                 m.next = "IDLE"
-                with m.If(is_latch & (idx < p.latch_capacity)):
+                with m.If(ctr_of_latch):
                     if p.latch_counters:
                         m.d.sync += ctr_out.eq(ctr_l_r)
-                with m.Elif(~is_latch & (idx < p.sas)):
+                with m.Elif(ctr_of_sa):
                     sc = ctr_sa_r
                     m.d.sync += ctr_out.drops.eq(sc.drops)
                     with m.If(sa_q.out):
