@@ -45,7 +45,7 @@ from amaranth.lib.wiring import In, Out
 from latchnic.hw.axil import AxiLiteRegisters, axil_members
 from latchnic.hw.onehot import one_hot
 from latchnic.hw.ram import block_ram, read_register
-from latchnic.hw.regmap import READ_WORDS, REGMAP, STAGE_WORDS, TABLES, Params, RegisterFile
+from latchnic.hw.regmap import READ_WORDS, STAGE_WORDS, TABLES, Params, RegisterFile
 from latchnic.hw.skid import SkidBuffer
 from latchnic.hw.valid_slice import ValidSlice
 from latchnic.hw.stream import packet_layout, packet_signature
@@ -380,17 +380,20 @@ class PolicyCore(wiring.Component):
             m.d.sync += v.action.eq(Verdict.FORWARD)
 
         out_dir = ~meta.inbound
-        # DECAP's tests of the crypto path's status and SA index, registered
-        # from `meta` every cycle (timing: the 16-bit compare's carry chain
-        # ended at the drop reason); meta is loaded in TAKE, DECAP comes
-        # after TIMERS and CLASSIFY. A status the core does not know is
-        # `malformed`: fail closed
-        dc_icv_fail, dc_malformed, dc_sa_beyond = (
-            Signal(name=n) for n in ("dc_icv_fail", "dc_malformed", "dc_sa_beyond"))
+        # the second pass's tests of the crypto path's status and SA index
+        # (DECAP's, and DC_INNER's two after the ICV), registered from `meta`
+        # every cycle (timing: the 16-bit compare's carry chain ended at the
+        # drop reason); meta is loaded in TAKE, DECAP comes after TIMERS and
+        # CLASSIFY. A status the core does not know is `malformed`: fail closed
+        dc_icv_fail, dc_malformed, dc_sa_beyond, dc_bad_padding, dc_bad_inner = (
+            Signal(name=n) for n in ("dc_icv_fail", "dc_malformed", "dc_sa_beyond", "dc_bad_padding",
+                                     "dc_bad_inner"))
         known = [DecapStatus.OK, DecapStatus.ICV_FAIL, DecapStatus.BAD_PADDING, DecapStatus.BAD_INNER]
         m.d.sync += [dc_icv_fail.eq(meta.status == DecapStatus.ICV_FAIL),
                      dc_malformed.eq(~Cat(*(meta.status == k for k in known)).any()),
-                     dc_sa_beyond.eq(meta.sa >= p.sas)]
+                     dc_sa_beyond.eq(meta.sa >= p.sas),
+                     dc_bad_padding.eq(meta.status == DecapStatus.BAD_PADDING),
+                     dc_bad_inner.eq(meta.status == DecapStatus.BAD_INNER)]
         # the frame's protocol and TCP flag tests, registered from `res` every
         # cycle (timing: no compare between `res` and the FSM's enables);
         # their users (PAD_WAIT, SA_CHECKS, TRACK) come long after TAKE
@@ -441,20 +444,17 @@ class PolicyCore(wiring.Component):
         m.d.sync += [ah_bad.eq((res.proto == 51) & (((res.ah_len + 2) * 4 != ah_len)
                                                     | (payload_len < ah_len))),
                      inner_bad.eq((res.status != Status.OK) | (res.l3_end != res.frame_len))]
-        # CLASSIFY's, DC_INNER's and RP_WAIT's tests of res and meta as flags,
+        # CLASSIFY's, DC_INNER's and RP_WAIT's tests of the frame as flags,
         # registered every cycle the same way (CLASSIFY comes two cycles
-        # after TAKE loaded them: TIMERS between)
-        res_malformed, res_unsupported, res_non_ip, in_ipsec, ah_routing, dc_bad_padding, \
-            dc_bad_inner = (Signal(name=n) for n in (
-                "res_malformed", "res_unsupported", "res_non_ip", "in_ipsec", "ah_routing",
-                "dc_bad_padding", "dc_bad_inner"))
+        # after TAKE loaded res: TIMERS between)
+        res_malformed, res_unsupported, res_non_ip, in_ipsec, ah_routing = (
+            Signal(name=n) for n in ("res_malformed", "res_unsupported", "res_non_ip", "in_ipsec",
+                                     "ah_routing"))
         m.d.sync += [res_malformed.eq(res.status == Status.MALFORMED),
                      res_unsupported.eq(res.status == Status.UNSUPPORTED),
                      res_non_ip.eq(res.status == Status.NON_IP),
                      in_ipsec.eq(meta.inbound & ((res.proto == 50) | (res.proto == 51))),
-                     ah_routing.eq((res.proto == 51) & res.has_routing),
-                     dc_bad_padding.eq(meta.status == DecapStatus.BAD_PADDING),
-                     dc_bad_inner.eq(meta.status == DecapStatus.BAD_INNER)]
+                     ah_routing.eq((res.proto == 51) & res.has_routing)]
         prot_hdr = Signal(17)
         prot_body = Signal(22)
         too_big = Signal()
@@ -607,10 +607,10 @@ class PolicyCore(wiring.Component):
         # the 32-bit subtract from the meta queue's registered output, every
         # cycle; TIMERS, right after TAKE, reads the one taken with the frame
         # (next_deadline changes only in TV_NEXT and after TRACK)
+        pm = data.View(meta_layout, metaq.r_data)
         not_due = Signal()
-        m.d.sync += not_due.eq((data.View(meta_layout, metaq.r_data).now - next_deadline)[31])
+        m.d.sync += not_due.eq((pm.now - next_deadline)[31])
         with m.If(taking):
-            pm = data.View(meta_layout, metaq.r_data)
             r = parser.o.payload
             m.d.sync += [res.eq(r), meta.eq(metaq.r_data), v.eq(0), have_latch.eq(0),
                          sa_valid.eq(0), lres.eq(0), sres.eq(0), tres.eq(0)]
