@@ -121,7 +121,16 @@ class ReplayWindows(wiring.Component):
         clr_from = Signal(64)       # block index being cleared
         clr_left = Signal(wb + 2)
         new_seq = Signal(64)
+        # the bitmap is read at new_seq's word every cycle (timing: no FSM
+        # decode in front of the RAM's address pins); CHECK_FULL copies the
+        # full number there, so CHECK and MARK_READ find their word by it
+        m.d.comb += b_rp.addr.eq(word_addr(new_seq))
         word_q = read_register(m, platform, b_wp, b_rp, name="word_q")   # a bitmap word
+        # the number's byte of word_q, registered every cycle (timing: the
+        # EBR's output is routed to one 4:1 select, and CHECK_BYTE's 8:1
+        # select into `ok` starts at a register)
+        word_byte = Signal(8)
+        m.d.sync += word_byte.eq(word_q.word_select(new_seq[3:5], 8))
 
         with m.FSM() as fsm:
             with m.State("IDLE"):
@@ -168,8 +177,8 @@ class ReplayWindows(wiring.Component):
                              th_inc.eq(th + 1), th_dec.eq(th - 1), old_edge.eq(st.top - st.size)]
                 m.next = "CHECK_FULL"
             with m.State("CHECK_FULL"):
-                m.d.sync += [full.eq(Mux(st.esn, Cat(seq_low, seq_high), Cat(seq_low, Const(0, 32)))),
-                             seq_ok.eq(~st.esn | valid_high)]
+                full_v = Mux(st.esn, Cat(seq_low, seq_high), Cat(seq_low, Const(0, 32)))
+                m.d.sync += [full.eq(full_v), new_seq.eq(full_v), seq_ok.eq(~st.esn | valid_high)]
                 m.next = "CHECK_CMP"
             with m.State("CHECK_CMP"):
                 # top - full >= size (full <= top), as full <= top - size: one compare
@@ -186,13 +195,14 @@ class ReplayWindows(wiring.Component):
                 with m.Elif(too_old):
                     m.next = "RESP"
                 with m.Else():
-                    m.d.comb += b_rp.addr.eq(word_addr(full))
-                    m.next = "CHECK_BIT"
+                    m.next = "CHECK_BIT"       # the word read at new_seq (= full)
             with m.State("CHECK_BIT"):
                 # the word on its way to word_q (EBR clock-to-output)
                 m.next = "CHECK_SEL"
             with m.State("CHECK_SEL"):
-                m.d.sync += resp.ok.eq(~word_q.bit_select(resp.seq[:5], 1))
+                m.next = "CHECK_BYTE"          # its byte on its way to word_byte
+            with m.State("CHECK_BYTE"):
+                m.d.sync += resp.ok.eq(~word_byte.bit_select(new_seq[:3], 1))
                 m.next = "RESP"
             with m.State("UPDATE_CMP"):
                 m.d.sync += [blocks.eq(cmd.seq[5:] - st.top[5:]),
@@ -215,8 +225,7 @@ class ReplayWindows(wiring.Component):
                     m.d.sync += [b_w.eq(1), b_waddr.eq(Cat(clr_from[:wb], cmd.sa)), b_wdata.eq(0)]
                     m.d.sync += [clr_from.eq(clr_from + 1), clr_left.eq(clr_left - 1)]
             with m.State("MARK_READ"):
-                m.d.comb += b_rp.addr.eq(word_addr(new_seq))
-                m.next = "MARK_DATA"
+                m.next = "MARK_DATA"           # the word read at new_seq
             with m.State("MARK_DATA"):
                 m.next = "MARK_WRITE"
             with m.State("MARK_WRITE"):
@@ -229,5 +238,5 @@ class ReplayWindows(wiring.Component):
                 m.d.comb += self.resp.valid.eq(1)
                 with m.If(self.resp.ready):
                     m.next = "IDLE"
-        one_hot(fsm)        # 18 states (hw/onehot.py)
+        one_hot(fsm)        # 19 states (hw/onehot.py)
         return m

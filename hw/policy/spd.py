@@ -21,11 +21,13 @@ previous table: the next change writes its whole table again. Reset: bank
 build's 2 x 64 rules x 2 rows of 311 bits go from 256 to 512 RAM rows: the
 same 9 EBRs (512 x 36 each).
 
-Cost: k + 5 cycles for a first match at index k (rows = 1; 2k + 6 with
-rows = 2); a miss costs (rules programmed) + 5 (2 x rules + 6). The match is
-pipelined (the rule registered out of the RAM, then selectors.selector_terms
-/ terms_match: no 128-bit compare in one clock period), which costs two
-cycles per lookup, not per rule. One decision per packet.
+Cost (request taken to answer offered, as `python -m latchnic.bench.policy
+--no-synth` measures it): k + 7 cycles for a first match at index k (rows =
+1; 2k + 8 with rows = 2); a miss costs (rules programmed) + 6 (2 x rules +
+6). The match is pipelined (the rule registered out of the RAM, then
+selectors.selector_terms / match_parts / their AND: no 128-bit compare and
+no 41-input AND in one clock period), which costs three cycles per lookup,
+not per rule. One decision per packet.
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
@@ -34,8 +36,8 @@ from amaranth.lib.wiring import In, Out
 
 from ..ram import block_ram, read_register
 from .folded import assemble_rows
-from .selectors import (TERM_BITS, encode_selectors, flow_layout, pack, selector_layout,
-                        selector_terms, terms_match)
+from .selectors import (MATCH_PARTS, TERM_BITS, encode_selectors, flow_layout, match_parts,
+                        pack, selector_layout, selector_terms)
 
 
 class Action(enum.Enum, shape=2):
@@ -182,16 +184,22 @@ class SpdEngine(wiring.Component):
         p_index = Signal(ab)
         m.d.sync += [terms.eq(selector_terms(q_rule.sel, flow)), p_rule.eq(q_rule), p_whole.eq(q_whole),
                      p_last.eq(q_last), p_index.eq(q_index)]
-        # stage 3: the match registered, with the rule's answer (timing: the
-        # terms' combine and the decision's load enables in one cycle were
-        # 9-10 ns on the 25F). One cycle more per lookup, not per rule
+        # stage 3: the selector's five parts registered, with the rule's
+        # answer (timing: the terms' combine and the decision's load enables
+        # in one cycle were 9-10 ns on the 25F); stage 4: their AND (one AND
+        # tree of all the terms was 8.7 ns routed). One cycle each per
+        # lookup, not per rule
+        parts, s_whole, s_last, s_valid = Signal(MATCH_PARTS), Signal(), Signal(), Signal()
+        s_resp = Signal(resp_layout)
+        m.d.sync += [parts.eq(match_parts(terms)), s_whole.eq(p_whole), s_last.eq(p_last),
+                     s_valid.eq(p_rule.valid),
+                     s_resp.hit.eq(1), s_resp.index.eq(p_index), s_resp.action.eq(p_rule.action),
+                     s_resp.sa.eq(p_rule.sa), s_resp.pin_sa.eq(p_rule.pin_sa),
+                     s_resp.pin_peer.eq(p_rule.pin_peer), s_resp.peer.eq(p_rule.peer)]
         r_hit, r_whole, r_last, r_valid = Signal(name="spd_hit"), Signal(), Signal(), Signal()
         r_resp = Signal(resp_layout)
-        m.d.sync += [r_hit.eq(terms_match(terms)), r_whole.eq(p_whole), r_last.eq(p_last),
-                     r_valid.eq(p_rule.valid),
-                     r_resp.hit.eq(1), r_resp.index.eq(p_index), r_resp.action.eq(p_rule.action),
-                     r_resp.sa.eq(p_rule.sa), r_resp.pin_sa.eq(p_rule.pin_sa),
-                     r_resp.pin_peer.eq(p_rule.pin_peer), r_resp.peer.eq(p_rule.peer)]
+        m.d.sync += [r_hit.eq(parts.all()), r_whole.eq(s_whole), r_last.eq(s_last),
+                     r_valid.eq(s_valid), r_resp.eq(s_resp)]
         resp = Signal(resp_layout)
         m.d.comb += self.resp.payload.eq(resp)
 
@@ -199,7 +207,7 @@ class SpdEngine(wiring.Component):
             with m.State("IDLE"):
                 req_table = Cat(dirbit(self.req.payload.inbound), bank_of(self.req.payload.inbound))
                 m.d.comb += [self.req.ready.eq(1), rp.addr.eq(Cat(Const(0, ab + rb), req_table))]
-                m.d.sync += [q_whole.eq(0), p_whole.eq(0), r_whole.eq(0)]
+                m.d.sync += [q_whole.eq(0), p_whole.eq(0), s_whole.eq(0), r_whole.eq(0)]
                 with m.If(self.req.valid):
                     m.d.sync += [flow.eq(self.req.payload.flow), table.eq(req_table),
                                  ridx.eq(1), didx.eq(0)]
