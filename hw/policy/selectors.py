@@ -9,7 +9,7 @@ ports) or a range; protocol is ANY or one number.
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Signal, Value
+from amaranth.hdl import Cat, Value
 from amaranth.lib import data
 
 flow_layout = data.StructLayout({
