@@ -484,6 +484,15 @@ class PolicyCore(wiring.Component):
                      pin_differs.eq((sres.pin_sa & (sres.sa != sa_idx))
                                     | (sres.pin_peer & (sres.peer != sa.peer))),
                      tpl_peer_differs.eq(tres.pin_peer & (tres.peer != sa.peer))]
+        # TPL's three outcomes as flags, a stage after tpl_peer_differs
+        # (timing: the template answer, the peer test and the table-full bit
+        # reached FINISH's next-state OR tree through five LUT levels). TPL
+        # comes at least three cycles after `sa`, `lres` and `tres` were last
+        # loaded (SA_GOT, DECIDE, then SA_CHECKS or PAD and PAD_WAIT)
+        tpl_send, tpl_drop, tpl_drop_peer = (Signal(name=n) for n in ("tpl_send", "tpl_drop",
+                                                                       "tpl_drop_peer"))
+        m.d.sync += [tpl_send.eq(~tres.hit), tpl_drop_peer.eq(tpl_peer_differs),
+                     tpl_drop.eq(tres.hit & (tpl_peer_differs | lres.full))]
         rc_found = Signal()
         rc_healthy_out = Signal()
         rc_sa = Signal(range(p.sas + 2))
@@ -683,6 +692,10 @@ class PolicyCore(wiring.Component):
         ctr_of_latch, ctr_of_sa = Signal(), Signal()
         m.d.sync += [ctr_of_latch.eq(regs.ctr_read[16] & (regs.ctr_read[:16] < p.latch_capacity)),
                      ctr_of_sa.eq(~regs.ctr_read[16] & (regs.ctr_read[:16] < p.sas))]
+        # CTR_HOST_NEXT's test: an inbound SA, whose window top is read from
+        # the replay windows (meaningful the cycle after CTR_HOST_DATA)
+        ctr_top_needed = Signal()
+        m.d.sync += ctr_top_needed.eq(~ctr_of_latch & ctr_of_sa & sa_q.valid & ~sa_q.out)
         m.d.comb += [sactr_rp.addr.eq(Mux(ctr_host, regs.ctr_read[:16], sa_idx)),
                      lctr_rp.addr.eq(Mux(ctr_host, regs.ctr_read[:16], slot))]
 
@@ -938,8 +951,9 @@ class PolicyCore(wiring.Component):
                 # the counter words reach ctr_sa_r / ctr_l_r, the SA word sa_q
                 m.next = "CTR_HOST_DATA"
             with m.State("CTR_HOST_DATA"):
-                m.d.sync += [ctr_out.eq(0), ctr_seq.eq(0), ctr_pending.eq(0), ctr_host.eq(0)]
-                m.next = "IDLE"
+                # ctr_pending stays set until CTR_HOST_NEXT or CTR_TOP_WAIT
+                m.d.sync += [ctr_out.eq(0), ctr_seq.eq(0), ctr_host.eq(0)]
+                m.next = "CTR_HOST_NEXT"
                 with m.If(ctr_of_latch):
                     if p.latch_counters:
                         m.d.sync += ctr_out.eq(ctr_l_r)
@@ -952,10 +966,15 @@ class PolicyCore(wiring.Component):
                         m.d.sync += [ctr_out.packets_in.eq(sc.packets), ctr_out.bytes_in.eq(sc.bytes)]
                     with m.If(sa_q.valid & sa_q.out):
                         m.d.sync += ctr_seq.eq(sa_q.seq)
-                    with m.Elif(sa_q.valid):
-                        # an inbound SA's window top lives in the replay windows
-                        m.d.sync += ctr_pending.eq(1)
-                        m.next = "CTR_TOP"
+            with m.State("CTR_HOST_NEXT"):
+                # an inbound SA's window top lives in the replay windows
+                # (ctr_top_needed: registered from sa_q in CTR_HOST_DATA;
+                # timing: no SA word test in front of the FSM)
+                with m.If(ctr_top_needed):
+                    m.next = "CTR_TOP"
+                with m.Else():
+                    m.d.sync += ctr_pending.eq(0)
+                    m.next = "IDLE"
             with m.State("CTR_TOP"):
                 m.d.comb += [rq.valid.eq(1), rq.payload.op.eq(ReplayOp.READ),
                              rq.payload.sa.eq(regs.ctr_read[:16])]
@@ -1327,12 +1346,12 @@ class PolicyCore(wiring.Component):
             with m.State("TPL"):
                 # the template lookup ran with the latch lookup (LATCH)
                 t = tres
-                with m.If(~t.hit):
+                with m.If(tpl_send):                  # no template matches
                     m.next = "SEND"
-                with m.Elif(tpl_peer_differs):
-                    drop("latch_peer")
-                with m.Elif(lres.full):
-                    drop("latch_table_full")
+                with m.Elif(tpl_drop):
+                    m.d.sync += [v.action.eq(Verdict.DROP),
+                                 v.reason.eq(Mux(tpl_drop_peer, R["latch_peer"], R["latch_table_full"]))]
+                    m.next = "FINISH"
                 with m.Else():
                     new = Signal(entry_layout)
                     m.d.comb += [new.state.eq(LatchState.ESTABLISHED), new.peer.eq(sa.peer),

@@ -107,7 +107,10 @@ class ReplayWindows(wiring.Component):
         th_dec = Signal(32)
         full = Signal(64)
         seq_ok = Signal()
-        newer = Signal()             # full > top
+        newer = Signal()             # CHECK: full > top
+        upd_newer = Signal()         # UPDATE: cmd.seq > top (its own flip-flop:
+                                     # no mux between the two compares and it)
+        th_max, th_zero = Signal(), Signal()    # th all ones / zero
         old_edge = Signal(65)        # top - size (bit 64: negative)
         too_old = Signal()           # top - full >= size
         is_zero = Signal()
@@ -115,7 +118,7 @@ class ReplayWindows(wiring.Component):
         blocks = Signal(59)           # UPDATE: blocks the top moves by
         ge_edge = seq_low >= lo_edge[:32]
         seq_high = Mux(top_ge, Mux(ge_edge, th, th_inc), Mux(ge_edge, th_dec, th))
-        valid_high = Mux(top_ge, ge_edge | (th != MASK32), ~ge_edge | (th != 0))
+        valid_high = Mux(top_ge, ge_edge | ~th_max, ~ge_edge | ~th_zero)
 
         word_ctr = Signal(wb + 1)
         clr_from = Signal(64)       # block index being cleared
@@ -145,11 +148,15 @@ class ReplayWindows(wiring.Component):
             with m.State("INIT"):
                 m.d.sync += [b_w.eq(1), b_waddr.eq(Cat(word_ctr[:wb], cmd.sa)), b_wdata.eq(0)]
                 m.d.sync += word_ctr.eq(word_ctr + 1)
+                # the state word's address and data loaded in every INIT
+                # cycle, its write enable on the last (timing: the word
+                # counter's compare drives one flip-flop, not ~80 enables)
+                m.d.sync += [s_waddr.eq(cmd.sa), s_wdata.eq(0), s_wdata.top.eq(cmd.seq),
+                             s_wdata.esn.eq(cmd.esn), s_wdata.size.eq(cmd.size)]
+                m.d.sync += [st.top.eq(cmd.seq), st.esn.eq(cmd.esn), st.size.eq(cmd.size),
+                             new_seq.eq(cmd.seq)]
                 with m.If(word_ctr == self.ring_words - 1):
-                    m.d.sync += [s_w.eq(1), s_waddr.eq(cmd.sa), s_wdata.eq(0), s_wdata.top.eq(cmd.seq),
-                                 s_wdata.esn.eq(cmd.esn), s_wdata.size.eq(cmd.size)]
-                    m.d.sync += [st.top.eq(cmd.seq), st.esn.eq(cmd.esn), st.size.eq(cmd.size),
-                                 new_seq.eq(cmd.seq)]
+                    m.d.sync += s_w.eq(1)
                     m.next = "INIT_DONE"
             with m.State("INIT_DONE"):
                 # the last word's clear lands now: MARK_READ may read that word
@@ -161,10 +168,10 @@ class ReplayWindows(wiring.Component):
             with m.State("LOAD"):
                 m.next = "LOADED"          # the state word on its way to st_q
             with m.State("LOADED"):
-                # UPDATE's `newer` from the state word as it arrives (timing:
+                # UPDATE's `upd_newer` from the state word as it arrives (timing:
                 # apart from UPDATE_CMP's block subtract, which yosys merged
-                # it with into one long path); CHECK_CMP sets its own
-                m.d.sync += [st.eq(st_q), newer.eq(cmd.seq > st_q.top)]
+                # it with into one long path); CHECK_CMP sets `newer`
+                m.d.sync += [st.eq(st_q), upd_newer.eq(cmd.seq > st_q.top)]
                 with m.If(cmd.op == ReplayOp.CHECK):
                     m.next = "CHECK_EDGE"
                 with m.Elif(cmd.op == ReplayOp.READ):
@@ -173,7 +180,9 @@ class ReplayWindows(wiring.Component):
                 with m.Else():
                     m.next = "UPDATE_CMP"
             with m.State("CHECK_EDGE"):
-                m.d.sync += [lo_edge.eq(tl - st.size + 1),
+                # th's all-ones / zero tests registered (timing: no 32-bit
+                # reduction after CHECK_FULL's carry chain)
+                m.d.sync += [lo_edge.eq(tl - st.size + 1), th_max.eq(th == MASK32), th_zero.eq(th == 0),
                              th_inc.eq(th + 1), th_dec.eq(th - 1), old_edge.eq(st.top - st.size)]
                 m.next = "CHECK_FULL"
             with m.State("CHECK_FULL"):
@@ -211,10 +220,13 @@ class ReplayWindows(wiring.Component):
             with m.State("UPDATE"):
                 seq = cmd.seq
                 m.d.sync += new_seq.eq(seq)
-                with m.If(newer):
+                # the state word's address and data loaded whatever `newer`
+                # says (timing, as in INIT); only its write enable follows it
+                m.d.sync += [s_waddr.eq(cmd.sa), s_wdata.eq(st), s_wdata.top.eq(seq)]
+                with m.If(upd_newer):
                     m.d.sync += [clr_left.eq(Mux(blocks >= self.ring_words, self.ring_words, blocks)),
                                  st.top.eq(seq)]
-                    m.d.sync += [s_w.eq(1), s_waddr.eq(cmd.sa), s_wdata.eq(st), s_wdata.top.eq(seq)]
+                    m.d.sync += s_w.eq(1)
                     m.next = "CLEAR"
                 with m.Else():
                     m.next = "MARK_READ"
