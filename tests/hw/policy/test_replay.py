@@ -94,3 +94,39 @@ def test_replay_windows_small():
 @pytest.mark.slow
 def test_replay_windows_long():
     _run(seed=3, sas=16, max_window=4096, ops=2500)
+
+
+def test_replay_esn_high_half_edges():
+    """RFC 4303 A2.2 at the ends of the high half: with top's high half 0, a
+    low number from below the window would need high half -1; with it all
+    ones, a number past the window would need 2^32. Neither exists: refused,
+    as the model's `infer` says (None). Numbers beside them are accepted."""
+    dut = ReplayWindows(2, 128)
+    cases = [(64, 10, [MASK32 - 5, MASK32 - 60, 11, 3, 0]),
+             (128, (MASK32 << 32) + MASK32 - 10, [5, 0, MASK32 - 9, MASK32 - 12, MASK32])]
+    errors, refused = [], 0
+
+    async def bench(ctx):
+        nonlocal refused
+
+        async def do(op, sa, seq=0, esn=0, size=0):
+            return await transact(ctx, dut, {
+                "op": op.value, "sa": sa, "seq": seq, "esn": esn, "size": size}, cmd_layout(dut.sa_bits))
+
+        for sa, (size, top, lows) in enumerate(cases):
+            w = ReplayWindow(size, True, top)
+            await do(ReplayOp.INIT, sa, top, 1, size)
+            for low in lows:
+                want_seq = w.infer(low)
+                want_ok = want_seq is not None and w.check(want_seq)
+                refused += want_seq is None
+                got = await do(ReplayOp.CHECK, sa, low)
+                if got["ok"] != int(want_ok) or (want_ok and got["seq"] != want_seq):
+                    errors.append((sa, hex(top), hex(low), want_seq, want_ok, got))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert not errors, errors
+    assert refused == 3          # MASK32 - 5 below top 10; 5 and 0 past the all-ones top
