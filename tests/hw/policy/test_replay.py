@@ -17,15 +17,20 @@ from policy_gen import transact
 MASK32 = 0xFFFFFFFF
 
 
+async def _cmd(ctx, dut, op, sa, seq=0, esn=0, size=0):
+    """One command through the windows, its answer as a dict."""
+    return await transact(ctx, dut, {"op": op.value, "sa": sa, "seq": seq, "esn": esn, "size": size},
+                          cmd_layout(dut.sa_bits))
+
+
 def _run(seed, sas, max_window, ops):
     rng = random.Random(seed)
     dut = ReplayWindows(sas, max_window)
     errors, stats = [], {"ok": 0, "reject": 0}
 
     async def bench(ctx):
-        async def do(op, sa, seq=0, esn=0, size=0):
-            return await transact(ctx, dut, {
-                "op": op.value, "sa": sa, "seq": seq, "esn": esn, "size": size}, cmd_layout(dut.sa_bits))
+        def do(op, sa, seq=0, esn=0, size=0):
+            return _cmd(ctx, dut, op, sa, seq, esn, size)
 
         models = {}
         for sa in range(sas):
@@ -109,9 +114,8 @@ def test_replay_esn_high_half_edges():
     async def bench(ctx):
         nonlocal refused
 
-        async def do(op, sa, seq=0, esn=0, size=0):
-            return await transact(ctx, dut, {
-                "op": op.value, "sa": sa, "seq": seq, "esn": esn, "size": size}, cmd_layout(dut.sa_bits))
+        def do(op, sa, seq=0, esn=0, size=0):
+            return _cmd(ctx, dut, op, sa, seq, esn, size)
 
         for sa, (size, top, lows) in enumerate(cases):
             w = ReplayWindow(size, True, top)
