@@ -57,8 +57,10 @@ def capacity_text(cap: int, ways: int, cap6: int) -> str:
     return f"{cap - cap6} IPv4 latches + {cap6} IPv6 latches ({ways}-way each, {cap} slots)"
 
 
-def synthesize(target: str, timeout: int = 900, fresh: bool = False, outreg: bool = True) -> dict:
-    """Resources and Fmax of the core at one target's capacity (bench/ecp5.py)."""
+def synthesize(target: str, timeout: int = 900, fresh: bool = False, outreg: bool = True,
+               seed: int = 1) -> dict:
+    """Resources and Fmax of the core at one target's capacity (bench/ecp5.py;
+    `seed`: nextpnr's placer seed)."""
     from latchnic.hw.policy.core import PolicyCore
     from latchnic.hw.regmap import Params
     from latchnic.toolchain import build_dir
@@ -70,7 +72,7 @@ def synthesize(target: str, timeout: int = 900, fresh: bool = False, outreg: boo
                              pad_rows=rows))
     return {"target": target, "spd_rules": rules, "latch_capacity": cap, "ways": ways,
             "latch_capacity_v6": cap6, "latch_counters": lctr, "sad_pad_rows": rows} | synth(
-        core, build_dir(f"synth_policy_{target}"), flags, freq, timeout, fresh, outreg=outreg)
+        core, build_dir(f"synth_policy_{target}"), flags, freq, timeout, fresh, outreg=outreg, seed=seed)
 
 
 def components() -> dict:
@@ -468,6 +470,9 @@ def main(argv=None) -> int:
     ap.add_argument("--timeout", type=int, default=900, help="per tool run, seconds (default 900)")
     ap.add_argument("--component", choices=list(components()), action="append",
                     help="also place and route this table component alone on the 25F (repeatable)")
+    ap.add_argument("--seed", type=int, default=1,
+                    help="nextpnr placer seed for the --target runs (default 1; the figures in "
+                         "docs/policy-core.md are seed 1 unless they say otherwise)")
     ap.add_argument("--no-outreg", action="store_true",
                     help="do not fold the FFs after block RAM read ports into the EBR output "
                          "registers (boards/ecp5_outreg.py)")
@@ -501,8 +506,9 @@ def main(argv=None) -> int:
             print(f"== synthesis {target}: {' '.join(flags)}, {rules} SPD rules/direction, "
                   f"{capacity_text(cap, ways, cap6)}, per-latch counters {'yes' if lctr else 'no'}, "
                   f"SAD/PAD RAM rows {rows}, "
-                  f"clock constraint {freq} MHz")
-            syn = run_and_report(lambda: synthesize(target, a.timeout, outreg=not a.no_outreg), freq)
+                  f"clock constraint {freq} MHz, nextpnr seed {a.seed}")
+            syn = run_and_report(lambda: synthesize(target, a.timeout, outreg=not a.no_outreg,
+                                                    seed=a.seed), freq)
             report_rate(core, syn or {})
     for name in a.component or []:
         freq = TARGETS["25f"][1]
