@@ -125,7 +125,7 @@ class ReplayWindows(wiring.Component):
         clr_left = Signal(wb + 2)
         new_seq = Signal(64)
         # the bitmap is read at new_seq's word every cycle (timing: no FSM
-        # decode in front of the RAM's address pins); CHECK_FULL copies the
+        # decode in front of the RAM's address pins); CHECK_CMP copies the
         # full number there, so CHECK and MARK_READ find their word by it
         m.d.comb += b_rp.addr.eq(word_addr(new_seq))
         word_q = read_register(m, platform, b_wp, b_rp, name="word_q")   # a bitmap word
@@ -186,12 +186,15 @@ class ReplayWindows(wiring.Component):
                              th_inc.eq(th + 1), th_dec.eq(th - 1), old_edge.eq(st.top - st.size)]
                 m.next = "CHECK_FULL"
             with m.State("CHECK_FULL"):
-                full_v = Mux(st.esn, Cat(seq_low, seq_high), Cat(seq_low, Const(0, 32)))
-                m.d.sync += [full.eq(full_v), new_seq.eq(full_v), seq_ok.eq(~st.esn | valid_high)]
+                m.d.sync += [full.eq(Mux(st.esn, Cat(seq_low, seq_high), Cat(seq_low, Const(0, 32)))),
+                             seq_ok.eq(~st.esn | valid_high)]
                 m.next = "CHECK_CMP"
             with m.State("CHECK_CMP"):
                 # top - full >= size (full <= top), as full <= top - size: one compare
-                m.d.sync += [newer.eq(full > st.top), is_zero.eq(full == 0), same.eq(full == cmd.seq),
+                # new_seq from the `full` register (timing: not a second
+                # copy of CHECK_FULL's inference behind its own mux)
+                m.d.sync += [new_seq.eq(full),
+                             newer.eq(full > st.top), is_zero.eq(full == 0), same.eq(full == cmd.seq),
                              too_old.eq(~old_edge[64] & (full <= old_edge[:64]))]
                 m.next = "CHECK"
             with m.State("CHECK"):
