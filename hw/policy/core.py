@@ -373,7 +373,9 @@ class PolicyCore(wiring.Component):
                          ev.new.eq(new), ev.cause.eq(cause), ev_push.eq(1)]
 
         def drop(reason):
-            m.d.sync += [v.action.eq(Verdict.DROP), v.reason.eq(R[reason])]
+            """Drop on `reason`: a reason's name, or a Value that picks its code."""
+            m.d.sync += [v.action.eq(Verdict.DROP), v.reason.eq(R[reason] if isinstance(reason, str)
+                                                                  else reason)]
             m.next = "FINISH"
 
         def forward():
@@ -484,15 +486,13 @@ class PolicyCore(wiring.Component):
                      pin_differs.eq((sres.pin_sa & (sres.sa != sa_idx))
                                     | (sres.pin_peer & (sres.peer != sa.peer))),
                      tpl_peer_differs.eq(tres.pin_peer & (tres.peer != sa.peer))]
-        # TPL's three outcomes as flags, a stage after tpl_peer_differs
+        # TPL's outcomes as flags, a stage after tpl_peer_differs
         # (timing: the template answer, the peer test and the table-full bit
         # reached FINISH's next-state OR tree through five LUT levels). TPL
         # comes at least three cycles after `sa`, `lres` and `tres` were last
         # loaded (SA_GOT, DECIDE, then SA_CHECKS or PAD and PAD_WAIT)
-        tpl_send, tpl_drop, tpl_drop_peer = (Signal(name=n) for n in ("tpl_send", "tpl_drop",
-                                                                       "tpl_drop_peer"))
-        m.d.sync += [tpl_send.eq(~tres.hit), tpl_drop_peer.eq(tpl_peer_differs),
-                     tpl_drop.eq(tres.hit & (tpl_peer_differs | lres.full))]
+        tpl_send, tpl_drop = Signal(name="tpl_send"), Signal(name="tpl_drop")
+        m.d.sync += [tpl_send.eq(~tres.hit), tpl_drop.eq(tres.hit & (tpl_peer_differs | lres.full))]
         rc_found = Signal()
         rc_healthy_out = Signal()
         rc_sa = Signal(range(p.sas + 2))
@@ -695,7 +695,7 @@ class PolicyCore(wiring.Component):
         # CTR_HOST_NEXT's test: an inbound SA, whose window top is read from
         # the replay windows (meaningful the cycle after CTR_HOST_DATA)
         ctr_top_needed = Signal()
-        m.d.sync += ctr_top_needed.eq(~ctr_of_latch & ctr_of_sa & sa_q.valid & ~sa_q.out)
+        m.d.sync += ctr_top_needed.eq(ctr_of_sa & sa_q.valid & ~sa_q.out)
         m.d.comb += [sactr_rp.addr.eq(Mux(ctr_host, regs.ctr_read[:16], sa_idx)),
                      lctr_rp.addr.eq(Mux(ctr_host, regs.ctr_read[:16], slot))]
 
@@ -1349,9 +1349,7 @@ class PolicyCore(wiring.Component):
                 with m.If(tpl_send):                  # no template matches
                     m.next = "SEND"
                 with m.Elif(tpl_drop):
-                    m.d.sync += [v.action.eq(Verdict.DROP),
-                                 v.reason.eq(Mux(tpl_drop_peer, R["latch_peer"], R["latch_table_full"]))]
-                    m.next = "FINISH"
+                    drop(Mux(tpl_peer_differs, R["latch_peer"], R["latch_table_full"]))
                 with m.Else():
                     new = Signal(entry_layout)
                     m.d.comb += [new.state.eq(LatchState.ESTABLISHED), new.peer.eq(sa.peer),
