@@ -382,18 +382,24 @@ class PolicyCore(wiring.Component):
             m.d.sync += v.action.eq(Verdict.FORWARD)
 
         out_dir = ~meta.inbound
-        # the second pass's tests of the crypto path's status and SA index
-        # (DECAP's, and DC_INNER's two after the ICV), registered from `meta`
-        # every cycle (timing: the 16-bit compare's carry chain ended at the
-        # drop reason); meta is loaded in TAKE, DECAP comes after TIMERS and
-        # CLASSIFY. A status the core does not know is `malformed`: fail closed
-        dc_icv_fail, dc_malformed, dc_sa_beyond, dc_bad_padding, dc_bad_inner = (
-            Signal(name=n) for n in ("dc_icv_fail", "dc_malformed", "dc_sa_beyond", "dc_bad_padding",
-                                     "dc_bad_inner"))
+        # the second pass's tests of the crypto path's status and SA index,
+        # registered from `meta` every cycle: DECAP's outcome (drop, its
+        # reason, whether the frame counts on no SA) and DC_INNER's two flags
+        # after the ICV (timing: the 16-bit compare's carry chain ended at the
+        # drop reason; then three flags in a priority chain drove the next
+        # state and the request slices, 29af562's seed-2 report); meta is
+        # loaded in TAKE, DECAP comes after TIMERS and CLASSIFY. A status the
+        # core does not know is `malformed`: fail closed
+        dc_drop, dc_no_sa, dc_bad_padding, dc_bad_inner = (
+            Signal(name=n) for n in ("dc_drop", "dc_no_sa", "dc_bad_padding", "dc_bad_inner"))
+        dc_reason = Signal.like(v.reason)
         known = [DecapStatus.OK, DecapStatus.ICV_FAIL, DecapStatus.BAD_PADDING, DecapStatus.BAD_INNER]
-        m.d.sync += [dc_icv_fail.eq(meta.status == DecapStatus.ICV_FAIL),
-                     dc_malformed.eq(~Cat(*(meta.status == k for k in known)).any()),
-                     dc_sa_beyond.eq(meta.sa >= p.sas),
+        icv_fail = meta.status == DecapStatus.ICV_FAIL
+        unknown = ~Cat(*(meta.status == k for k in known)).any()
+        sa_beyond = meta.sa >= p.sas
+        m.d.sync += [dc_drop.eq(icv_fail | unknown | sa_beyond),
+                     dc_reason.eq(Mux(icv_fail, R["icv"], Mux(unknown, R["malformed"], R["no_sa"]))),
+                     dc_no_sa.eq(sa_beyond & ~icv_fail & ~unknown),
                      dc_bad_padding.eq(meta.status == DecapStatus.BAD_PADDING),
                      dc_bad_inner.eq(meta.status == DecapStatus.BAD_INNER)]
         # the frame's protocol and TCP flag tests, registered from `res` every
@@ -457,6 +463,16 @@ class PolicyCore(wiring.Component):
                      res_non_ip.eq(res.status == Status.NON_IP),
                      in_ipsec.eq(meta.inbound & ((res.proto == 50) | (res.proto == 51))),
                      ah_routing.eq((res.proto == 51) & res.has_routing)]
+        # DC_INNER's outcome, a stage after its four flags (timing: inner_bad
+        # was routed across the chip into a priority chain that picked the
+        # next state, the drop reason and the request slices; f7e1793's
+        # report). DC_INNER comes many cycles after TAKE loaded res and meta
+        dc_inner_drop = Signal()
+        dc_inner_reason = Signal.like(v.reason)
+        m.d.sync += [dc_inner_drop.eq(dc_bad_padding | dc_bad_inner | res_unsupported | inner_bad),
+                     dc_inner_reason.eq(Mux(dc_bad_padding, R["bad_padding"],
+                                            Mux(~dc_bad_inner & res_unsupported, R["unsupported"],
+                                                R["malformed"])))]
         prot_hdr = Signal(17)
         prot_body = Signal(22)
         too_big = Signal()
@@ -493,6 +509,88 @@ class PolicyCore(wiring.Component):
         # loaded (SA_GOT, DECIDE, then SA_CHECKS or PAD and PAD_WAIT)
         tpl_send, tpl_drop = Signal(name="tpl_send"), Signal(name="tpl_drop")
         m.d.sync += [tpl_send.eq(~tres.hit), tpl_drop.eq(tres.hit & (tpl_peer_differs | lres.full))]
+        # DECIDE's outcome, registered every cycle from its flags (timing: a
+        # priority tree over a dozen flags picked the next state and the drop
+        # reason in one cycle, in every report since f5e4085). Its inputs are
+        # loaded by SA_GOT (`sa`, `lres`, `sres`) or registered in it
+        # (peer_differs, qop_short, pin_differs); SA_FLAGS is the cycle this
+        # tree sees them, DECIDE acts on its answer. The model's order:
+        # inbound, a latch outranks the SPD; outbound, a latched flow whose
+        # policy changed goes BROKEN (BREAK, with the reason)
+        d_drop, d_break, d_forward, d_pad, d_send = (
+            Signal(name=n) for n in ("d_drop", "d_break", "d_forward", "d_pad", "d_send"))
+        d_reason = Signal.like(v.reason)
+
+        def outcome(kind=None, reason=None):
+            """DECIDE's answer: one of the d_* flags (None: SA_CHECKS), a reason."""
+            m.d.sync += [f.eq(f is kind) for f in (d_drop, d_break, d_forward, d_pad, d_send)]
+            if reason is not None:
+                m.d.sync += d_reason.eq(R[reason])
+        broken = lentry.state == LatchState.BROKEN
+        with m.If(meta.inbound):
+            # clear text, or the inner packet of a decapsulated frame (its SA
+            # in sa / sa_idx); a latched flow skips the SPD
+            with m.If(latched):
+                with m.If(broken):
+                    outcome(d_drop, "latch_broken")
+                with m.Elif(~meta.decap):
+                    outcome(d_drop, "latch_clear")
+                with m.Elif(peer_differs):
+                    outcome(d_drop, "latch_peer")      # flow stealing: another peer's SA
+                with m.Elif(qop_short):
+                    outcome(d_drop, "latch_qop")
+                with m.Else():
+                    outcome(d_send)
+            with m.Elif(~sres.hit):
+                outcome(d_drop, "no_policy")
+            with m.Elif(sres.action == Action.DISCARD):
+                outcome(d_drop, "spd_discard")
+            with m.Elif(~meta.decap):
+                with m.If(sres.action == Action.PROTECT):
+                    outcome(d_drop, "spd_clear")
+                with m.Else():
+                    outcome(d_forward)
+            with m.Elif((sres.action == Action.BYPASS) | pin_differs):
+                outcome(d_drop, "spd_mismatch")        # protected traffic where none is expected
+            with m.Else():
+                outcome(d_pad)
+        with m.Elif(latched):
+            with m.If(broken):
+                outcome(d_drop, "latch_broken")
+            with m.Elif(~sres.hit):
+                outcome(d_break, "no_policy")
+            with m.Elif(sres.action == Action.DISCARD):
+                outcome(d_drop, "spd_discard")
+            with m.Elif(sres.action == Action.BYPASS):
+                outcome(d_break, "latch_clear")
+            with m.Elif(~sa.valid):
+                outcome(d_break, "no_sa")
+            with m.Elif(peer_differs):
+                outcome(d_break, "latch_peer")
+            with m.Elif(qop_short):
+                outcome(d_break, "latch_qop")
+            with m.Else():
+                outcome()
+        with m.Else():
+            with m.If(~sres.hit):
+                outcome(d_drop, "no_policy")
+            with m.Elif(sres.action == Action.DISCARD):
+                outcome(d_drop, "spd_discard")
+            with m.Elif(sres.action == Action.BYPASS):
+                outcome(d_forward)
+            with m.Elif(~sa.valid):
+                outcome(d_drop, "no_sa")
+            with m.Else():
+                outcome()
+        # SA_CHECKS's outcome the same way, registered every cycle: it comes
+        # after DECIDE, a cycle after too_big (SA_FLAGS' prot_hdr / prot_body)
+        sc_drop, sc_tpl = Signal(name="sc_drop"), Signal(name="sc_tpl")
+        sc_reason = Signal.like(v.reason)
+        m.d.sync += [sc_drop.eq(seq_limit_hit | (~sa.tunnel & res.is_fragment) | too_big),
+                     sc_reason.eq(Mux(seq_limit_hit, R["seq_exhausted"],
+                                      Mux(~sa.tunnel & res.is_fragment, R["fragment"],
+                                          R["unsupported"]))),
+                     sc_tpl.eq(~latched & flow.ports_valid & clone_trigger)]
         rc_found = Signal()
         rc_healthy_out = Signal()
         rc_sa = Signal(range(p.sas + 2))
@@ -516,6 +614,15 @@ class PolicyCore(wiring.Component):
         tv_age, tv_ahead = Signal(32), Signal(32)
         tv_state, tv_peer, tv_used = Signal(LatchState), Signal(8), Signal()
         tv_at_target, tv_before, tv_older, tv_sooner = Signal(), Signal(), Signal(), Signal()
+        # the slot's age sign as flags, registered in TV_CMP (timing: tv_age's
+        # sign bit drove the event's and the entry's enables through TV_DECIDE's
+        # chain, f7e1793's report)
+        tv_expired, tv_ahead_used = Signal(), Signal()
+        # the sweep's last slot, registered every cycle (timing: no 16-bit
+        # compare in front of slot's and next_deadline's enables); slot
+        # holds still from TV_READ to TV_NEXT
+        tv_slot_last = Signal()
+        m.d.sync += tv_slot_last.eq(slot == p.latch_capacity - 1)
 
         # the two deadlines TRACK can set, and whether each is earlier than
         # next_deadline, registered every cycle (timing: TRACK does not add
@@ -1009,23 +1116,25 @@ class PolicyCore(wiring.Component):
             with m.State("TV_CMP"):
                 m.d.sync += [tv_at_target.eq(tv_age == tv_target), tv_before.eq(tv_age < tv_target),
                              tv_older.eq(~tv_next_have | (tv_age > tv_next)),
-                             tv_sooner.eq(~tv_future_have | (tv_ahead < tv_future))]
+                             tv_sooner.eq(~tv_future_have | (tv_ahead < tv_future)),
+                             tv_expired.eq(tv_used & ~tv_age[31]), tv_ahead_used.eq(tv_used & tv_age[31])]
                 m.next = "TV_DECIDE"
             with m.State("TV_DECIDE"):
-                expired = tv_used & ~tv_age[31]
                 m.next = "TV_NEXT"
-                with m.If(expired & tv_emit & tv_at_target):
+                with m.If(tv_expired & tv_emit & tv_at_target):
                     event(tv_state, LatchState.FREE, Cause.TIMER, peer=tv_peer)
-                    m.d.sync += load_entry()       # TV_FREE writes the slot FREE
                     m.next = "TV_EV"
-                with m.Elif(expired & (~tv_emit | tv_before)):
+                with m.Elif(tv_expired & (~tv_emit | tv_before)):
                     with m.If(tv_older):
                         m.d.sync += [tv_next.eq(tv_age), tv_next_have.eq(1)]
-                with m.Elif(tv_used & tv_age[31]):
+                with m.Elif(tv_ahead_used):
                     with m.If(tv_sooner):
                         m.d.sync += [tv_future.eq(tv_ahead), tv_future_have.eq(1)]
             with m.State("TV_EV"):
-                # the event goes to the FIFO now (ev_push, set by event())
+                # the event goes to the FIFO now (ev_push, set by event());
+                # the entry is cleared here, not in TV_DECIDE (timing: the
+                # 357-bit enable is this state's flip-flop alone)
+                m.d.sync += load_entry()           # TV_FREE writes the slot FREE
                 m.next = "TV_FREE"
             with m.State("TV_FREE"):
                 m.d.comb += [lq.valid.eq(1), lq.payload.eq(Op.WRITE)]
@@ -1036,7 +1145,7 @@ class PolicyCore(wiring.Component):
                 with m.If(latch.resp.valid):
                     m.next = "TV_NEXT"
             with m.State("TV_NEXT"):
-                with m.If(slot != p.latch_capacity - 1):
+                with m.If(~tv_slot_last):
                     m.d.sync += slot.eq(slot + 1)
                     m.next = "TV_READ"
                 with m.Elif(tv_next_have):
@@ -1118,13 +1227,11 @@ class PolicyCore(wiring.Component):
             with m.State("DECAP"):
                 m.d.comb += sa_rp.addr.eq(meta.sa)
                 m.d.sync += [sa_idx.eq(meta.sa), sa_valid.eq(1)]
-                with m.If(dc_icv_fail):
-                    drop("icv")                   # the window does not move
-                with m.Elif(dc_malformed):
-                    drop("malformed")
-                with m.Elif(dc_sa_beyond):
-                    m.d.sync += sa_valid.eq(0)
-                    drop("no_sa")
+                # an ICV failure (the window does not move), then a status
+                # the core does not know, then an SA index beyond the table
+                with m.If(dc_drop):
+                    m.d.sync += sa_valid.eq(~dc_no_sa)
+                    drop(dc_reason)
                 with m.Else():
                     m.next = "DC_SA_READ"
             with m.State("DC_SA_READ"):
@@ -1172,15 +1279,11 @@ class PolicyCore(wiring.Component):
                     m.next = "DC_INNER"
             with m.State("DC_INNER"):
                 # the ICV verified: the window moved; now the inner packet
-                with m.If(dc_bad_padding):
-                    drop("bad_padding")
-                with m.Elif(dc_bad_inner):
-                    drop("malformed")
-                with m.Elif(res_unsupported):
-                    drop("unsupported")
-                with m.Elif(inner_bad):
-                    # not IP, or its length disagrees with the ESP/AH payload
-                    drop("malformed")
+                # bad padding, then a bad inner header, an unsupported one,
+                # an inner packet that is not IP or whose length disagrees
+                # with the ESP/AH payload (dc_inner_reason, in that order)
+                with m.If(dc_inner_drop):
+                    drop(dc_inner_reason)
                 with m.Elif(flow.ports_valid):
                     m.next = "LATCH_WAIT"         # issued before DC_RECHECK
                 with m.Else():
@@ -1251,75 +1354,28 @@ class PolicyCore(wiring.Component):
                 # `sa` was loaded the cycle before: the flags DECIDE acts on
                 # are registered from it now (always on, no state decode
                 # between the SA register and them)
+                m.next = "SA_FLAGS"
+            with m.State("SA_FLAGS"):
+                # DECIDE's outcome is registered from those flags now (d_*)
                 m.next = "DECIDE"
 
             with m.State("DECIDE"):
-                with m.If(meta.inbound):
-                    # clear text, or the inner packet of a decapsulated frame
-                    # (its SA in sa / sa_idx); a latched flow skips the SPD
-                    with m.If(latched):
-                        with m.If(lentry.state == LatchState.BROKEN):
-                            drop("latch_broken")
-                        with m.Elif(~meta.decap):
-                            drop("latch_clear")
-                        with m.Elif(peer_differs):
-                            drop("latch_peer")    # flow stealing: another peer's SA
-                        with m.Elif(qop_short):
-                            drop("latch_qop")
-                        with m.Else():
-                            m.next = "SEND"
-                    with m.Elif(~sres.hit):
-                        drop("no_policy")
-                    with m.Elif(sres.action == Action.DISCARD):
-                        drop("spd_discard")
-                    with m.Elif(~meta.decap):
-                        with m.If(sres.action == Action.PROTECT):
-                            drop("spd_clear")
-                        with m.Else():
-                            forward()
-                            m.next = "FINISH"
-                    with m.Elif(sres.action == Action.BYPASS):
-                        drop("spd_mismatch")      # protected traffic where none is expected
-                    with m.Elif(pin_differs):
-                        drop("spd_mismatch")
-                    with m.Else():
-                        m.next = "PAD"
-                with m.Elif(latched):
-                    with m.If(lentry.state == LatchState.BROKEN):
-                        drop("latch_broken")
-                    with m.Elif(~sres.hit):
-                        m.next = "BREAK"
-                        m.d.sync += v.reason.eq(R["no_policy"])
-                    with m.Elif(sres.action == Action.DISCARD):
-                        drop("spd_discard")
-                    with m.Elif(sres.action == Action.BYPASS):
-                        m.next = "BREAK"
-                        m.d.sync += v.reason.eq(R["latch_clear"])
-                    with m.Elif(~sa.valid):
-                        m.next = "BREAK"
-                        m.d.sync += v.reason.eq(R["no_sa"])
-                    with m.Elif(peer_differs):
-                        m.next = "BREAK"
-                        m.d.sync += v.reason.eq(R["latch_peer"])
-                    with m.Elif(qop_short):
-                        m.next = "BREAK"
-                        m.d.sync += v.reason.eq(R["latch_qop"])
-                    with m.Else():
-                        m.d.sync += sa_valid.eq(1)
-                        m.next = "SA_CHECKS"
+                # the outcome picked a cycle ago by the tree below (d_*)
+                with m.If(d_drop):
+                    drop(d_reason)
+                with m.Elif(d_break):
+                    m.next = "BREAK"
+                    m.d.sync += v.reason.eq(d_reason)
+                with m.Elif(d_forward):
+                    forward()
+                    m.next = "FINISH"
+                with m.Elif(d_pad):
+                    m.next = "PAD"
+                with m.Elif(d_send):
+                    m.next = "SEND"
                 with m.Else():
-                    with m.If(~sres.hit):
-                        drop("no_policy")
-                    with m.Elif(sres.action == Action.DISCARD):
-                        drop("spd_discard")
-                    with m.Elif(sres.action == Action.BYPASS):
-                        forward()
-                        m.next = "FINISH"
-                    with m.Elif(~sa.valid):
-                        drop("no_sa")
-                    with m.Else():
-                        m.d.sync += sa_valid.eq(1)
-                        m.next = "SA_CHECKS"
+                    m.d.sync += sa_valid.eq(1)
+                    m.next = "SA_CHECKS"
 
             with m.State("BREAK"):
                 # the latch outranks the SPD: drop, and the latch goes BROKEN
@@ -1332,13 +1388,10 @@ class PolicyCore(wiring.Component):
                     m.next = "FINISH"
 
             with m.State("SA_CHECKS"):
-                with m.If(seq_limit_hit):
-                    drop("seq_exhausted")
-                with m.Elif(~sa.tunnel & res.is_fragment):
-                    drop("fragment")
-                with m.Elif(too_big):
-                    drop("unsupported")
-                with m.Elif(~latched & flow.ports_valid & clone_trigger):
+                # the outcome registered in DECIDE (sc_*)
+                with m.If(sc_drop):
+                    drop(sc_reason)
+                with m.Elif(sc_tpl):
                     m.next = "TPL"
                 with m.Else():
                     m.next = "SEND"

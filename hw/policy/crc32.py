@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from amaranth.hdl import Cat, Const, Module, Signal
+from amaranth.hdl import Cat, Const, Module, Signal, Value
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 

@@ -22,6 +22,7 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..onehot import one_hot
 from .folded import FoldedTable
 from .selectors import le_combine, le_terms, pack
 
@@ -87,7 +88,7 @@ class PadClaims(wiring.Component):
         resp = Signal(resp_layout)
         m.d.comb += self.resp.payload.eq(resp)
 
-        with m.FSM():
+        with m.FSM() as fsm:
             with m.State("IDLE"):
                 m.d.comb += [self.req.ready.eq(~t.w_busy), rp.addr.eq(0)]
                 m.d.sync += [q_pend.eq(0), p_pend.eq(0)]
@@ -109,4 +110,5 @@ class PadClaims(wiring.Component):
                 m.d.comb += self.resp.valid.eq(1)
                 with m.If(self.resp.ready):
                     m.next = "IDLE"
+        one_hot(fsm)        # IDLE is the request's `ready`: one flip-flop (hw/onehot.py)
         return m

@@ -154,7 +154,7 @@ class ReplayWindows(wiring.Component):
                 m.d.sync += [s_waddr.eq(cmd.sa), s_wdata.eq(0), s_wdata.top.eq(cmd.seq),
                              s_wdata.esn.eq(cmd.esn), s_wdata.size.eq(cmd.size)]
                 m.d.sync += [st.top.eq(cmd.seq), st.esn.eq(cmd.esn), st.size.eq(cmd.size),
-                             new_seq.eq(cmd.seq)]
+                             new_seq.eq(cmd.seq), resp.seq.eq(cmd.seq)]
                 with m.If(word_ctr == self.ring_words - 1):
                     m.d.sync += s_w.eq(1)
                     m.next = "INIT_DONE"
@@ -222,7 +222,10 @@ class ReplayWindows(wiring.Component):
                 m.next = "UPDATE"
             with m.State("UPDATE"):
                 seq = cmd.seq
-                m.d.sync += new_seq.eq(seq)
+                # resp.seq is the number MARK_WRITE marks (new_seq), loaded
+                # from cmd here and in INIT (timing: new_seq already drives
+                # the bitmap's address and byte select; f7e1793's report)
+                m.d.sync += [new_seq.eq(seq), resp.seq.eq(seq)]
                 # the state word's address and data loaded whatever `newer`
                 # says (timing, as in INIT); only its write enable follows it
                 m.d.sync += [s_waddr.eq(cmd.sa), s_wdata.eq(st), s_wdata.top.eq(seq)]
@@ -247,7 +250,7 @@ class ReplayWindows(wiring.Component):
                 bit = Signal(32)
                 m.d.comb += bit.eq(Const(1, 32) << new_seq[:5])
                 m.d.sync += [b_w.eq(1), b_waddr.eq(word_addr(new_seq)), b_wdata.eq(word_q | bit)]
-                m.d.sync += [resp.ok.eq(1), resp.seq.eq(new_seq)]
+                m.d.sync += resp.ok.eq(1)
                 m.next = "RESP"
             with m.State("RESP"):
                 m.d.comb += self.resp.valid.eq(1)

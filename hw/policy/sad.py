@@ -28,6 +28,7 @@ from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..onehot import one_hot
 from ..ram import block_ram, read_register
 from .folded import FoldedTable
 from .selectors import pack
@@ -129,7 +130,7 @@ class SadLookup(wiring.Component):
         else:
             self._scan_column(m, platform, rp, top, req, idle, start, d_v, didx, q_pend, done)
 
-        with m.FSM():
+        with m.FSM() as fsm:
             with m.State("IDLE"):
                 m.d.comb += [idle.eq(1), self.req.ready.eq(~w_busy)]
                 m.d.sync += [q_pend.eq(0), p_pend.eq(0)]
@@ -147,6 +148,7 @@ class SadLookup(wiring.Component):
                 m.d.comb += self.resp.valid.eq(1)
                 with m.If(self.resp.ready):
                     m.next = "IDLE"
+        one_hot(fsm)        # IDLE is the request's `ready`: one flip-flop (hw/onehot.py)
         return m
 
     def _scan_rows(self, m, rp, top, idle, start, d_v, didx, p_pend, p_idx, done):

@@ -34,6 +34,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..onehot import one_hot
 from ..ram import block_ram, read_register
 from .folded import assemble_rows
 from .selectors import (MATCH_PARTS, TERM_BITS, encode_selectors, flow_layout, match_parts,
@@ -203,7 +204,7 @@ class SpdEngine(wiring.Component):
         resp = Signal(resp_layout)
         m.d.comb += self.resp.payload.eq(resp)
 
-        with m.FSM():
+        with m.FSM() as fsm:
             with m.State("IDLE"):
                 req_table = Cat(dirbit(self.req.payload.inbound), bank_of(self.req.payload.inbound))
                 m.d.comb += [self.req.ready.eq(1), rp.addr.eq(Cat(Const(0, ab + rb), req_table))]
@@ -230,4 +231,5 @@ class SpdEngine(wiring.Component):
                 m.d.comb += self.resp.valid.eq(1)
                 with m.If(self.resp.ready):
                     m.next = "IDLE"
+        one_hot(fsm)        # IDLE is the request's `ready`: one flip-flop (hw/onehot.py)
         return m
