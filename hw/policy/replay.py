@@ -15,6 +15,9 @@ Operations (`cmd` -> `resp`):
   `same` = it equals the command's whole 64-bit `seq` (a second pass's
   re-check: the high half inferred again is the first pass's).
 * UPDATE(sa, seq): after the ICV verified: move the window, mark `seq`.
+  INIT and UPDATE answer `ok` only; their `seq` is not defined (not loading
+  it keeps new_seq, which drives the bitmap's address, off resp.seq's
+  enables: f7e1793's report).
 * READ(sa): `seq` = the window top (the highest number accepted), for the
   host's counter read-out.
 """
@@ -154,7 +157,7 @@ class ReplayWindows(wiring.Component):
                 m.d.sync += [s_waddr.eq(cmd.sa), s_wdata.eq(0), s_wdata.top.eq(cmd.seq),
                              s_wdata.esn.eq(cmd.esn), s_wdata.size.eq(cmd.size)]
                 m.d.sync += [st.top.eq(cmd.seq), st.esn.eq(cmd.esn), st.size.eq(cmd.size),
-                             new_seq.eq(cmd.seq), resp.seq.eq(cmd.seq)]
+                             new_seq.eq(cmd.seq)]
                 with m.If(word_ctr == self.ring_words - 1):
                     m.d.sync += s_w.eq(1)
                     m.next = "INIT_DONE"
@@ -222,10 +225,7 @@ class ReplayWindows(wiring.Component):
                 m.next = "UPDATE"
             with m.State("UPDATE"):
                 seq = cmd.seq
-                # resp.seq is the number MARK_WRITE marks (new_seq), loaded
-                # from cmd here and in INIT (timing: new_seq already drives
-                # the bitmap's address and byte select; f7e1793's report)
-                m.d.sync += [new_seq.eq(seq), resp.seq.eq(seq)]
+                m.d.sync += new_seq.eq(seq)
                 # the state word's address and data loaded whatever `newer`
                 # says (timing, as in INIT); only its write enable follows it
                 m.d.sync += [s_waddr.eq(cmd.sa), s_wdata.eq(st), s_wdata.top.eq(seq)]
