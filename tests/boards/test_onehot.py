@@ -1,5 +1,6 @@
-"""hw/onehot.py: the decision core's, the replay windows' and the latch
-table's FSMs carry the one-hot mark into the Verilog the board builds read,
+"""hw/onehot.py: the FSMs of the decision core, the replay windows, the latch
+table and the SPD, template, SAD and PAD scans carry the one-hot mark into
+the Verilog the board builds read,
 and yosys recodes a marked FSM (an unmarked one, with Amaranth's init value,
 it leaves binary). The yosys test is skipped where yowasp is not installed."""
 
@@ -32,7 +33,8 @@ def test_core_fsms_marked():
             if line.strip() == MARK:
                 assert re.match(r"\s*reg \[\d+:0\] fsm_state", lines[i + 1]), lines[i + 1]
                 marked.append(name)
-    assert sorted(marked) == ["\\top.latch", "\\top.replay", "top"], marked
+    assert sorted(marked) == ["\\top.latch", "\\top.pad", "\\top.replay", "\\top.sad", "\\top.spd",
+                              "\\top.tpl", "top"], marked
 
 
 class Walk(wiring.Component):
