@@ -110,5 +110,5 @@ class PadClaims(wiring.Component):
                 m.d.comb += self.resp.valid.eq(1)
                 with m.If(self.resp.ready):
                     m.next = "IDLE"
-        one_hot(fsm)        # IDLE is the request's `ready`: one flip-flop (hw/onehot.py)
+        one_hot(fsm)        # IDLE, in the request's `ready`, is one flip-flop (hw/onehot.py)
         return m
