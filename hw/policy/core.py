@@ -1545,7 +1545,7 @@ class PolicyCore(wiring.Component):
                     m.d.sync += clr_req.eq(0)
                     m.next = "IDLE"
 
-        one_hot(fsm)        # 84 states: 84 flip-flops in synthesis (hw/onehot.py)
+        one_hot(fsm)        # 85 states: 85 flip-flops in synthesis (hw/onehot.py)
 
         # verdict's latch / SA fields
         m.d.comb += [self.verdict.payload.latch_valid.eq(have_latch),
