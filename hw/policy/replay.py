@@ -138,6 +138,7 @@ class ReplayWindows(wiring.Component):
         word_byte = Signal(8)
         m.d.sync += word_byte.eq(word_q.word_select(new_seq[3:5], 8))
 
+        init_top_zero = Signal()     # INIT: the top given is 0 (nothing to mark)
         with m.FSM() as fsm:
             with m.State("IDLE"):
                 m.d.comb += [self.cmd.ready.eq(1), idle.eq(1)]
@@ -158,15 +159,18 @@ class ReplayWindows(wiring.Component):
                              s_wdata.esn.eq(cmd.esn), s_wdata.size.eq(cmd.size)]
                 m.d.sync += [st.top.eq(cmd.seq), st.esn.eq(cmd.esn), st.size.eq(cmd.size),
                              new_seq.eq(cmd.seq)]
+                # the answer (ok 0 unless MARK_WRITE marks the top) and the
+                # top's zero test, in every INIT cycle (timing: INIT_DONE's
+                # 64-bit test of new_seq drove resp's enables, aee168f's report)
+                m.d.sync += [resp.eq(0), init_top_zero.eq(cmd.seq == 0)]
                 with m.If(word_ctr == self.ring_words - 1):
                     m.d.sync += s_w.eq(1)
                     m.next = "INIT_DONE"
             with m.State("INIT_DONE"):
                 # the last word's clear lands now: MARK_READ may read that word
-                with m.If(new_seq != 0):
+                with m.If(~init_top_zero):
                     m.next = "MARK_READ"
                 with m.Else():
-                    m.d.sync += resp.eq(0)
                     m.next = "RESP"
             with m.State("LOAD"):
                 m.next = "LOADED"          # the state word on its way to st_q
