@@ -381,6 +381,20 @@ class PolicyCore(wiring.Component):
         def forward():
             m.d.sync += v.action.eq(Verdict.FORWARD)
 
+        def first_drop(name, cases):
+            """A state's drop tests as two registers, loaded every cycle: whether
+            any of `cases` ((condition, reason name), first one wins) holds,
+            and the reason of the first that does (timing: the state acts on
+            flip-flops, not on a priority chain; its inputs must hold still
+            a cycle before it)."""
+            any_ = Signal(name=f"{name}_drop")
+            reason = Signal.like(v.reason, name=f"{name}_reason")
+            code = R[cases[-1][1]]
+            for cond, r in reversed(cases[:-1]):
+                code = Mux(cond, R[r], code)
+            m.d.sync += [any_.eq(Cat(*(c for c, _r in cases)).any()), reason.eq(code)]
+            return any_, reason
+
         out_dir = ~meta.inbound
         # the second pass's tests of the crypto path's status and SA index,
         # registered from `meta` every cycle: DECAP's outcome (drop, its
@@ -390,16 +404,15 @@ class PolicyCore(wiring.Component):
         # state and the request slices, 29af562's seed-2 report); meta is
         # loaded in TAKE, DECAP comes after TIMERS and CLASSIFY. A status the
         # core does not know is `malformed`: fail closed
-        dc_drop, dc_no_sa, dc_bad_padding, dc_bad_inner = (
-            Signal(name=n) for n in ("dc_drop", "dc_no_sa", "dc_bad_padding", "dc_bad_inner"))
-        dc_reason = Signal.like(v.reason)
+        dc_no_sa, dc_bad_padding, dc_bad_inner = (
+            Signal(name=n) for n in ("dc_no_sa", "dc_bad_padding", "dc_bad_inner"))
         known = [DecapStatus.OK, DecapStatus.ICV_FAIL, DecapStatus.BAD_PADDING, DecapStatus.BAD_INNER]
         icv_fail = meta.status == DecapStatus.ICV_FAIL
         unknown = ~Cat(*(meta.status == k for k in known)).any()
         sa_beyond = meta.sa >= p.sas
-        m.d.sync += [dc_drop.eq(icv_fail | unknown | sa_beyond),
-                     dc_reason.eq(Mux(icv_fail, R["icv"], Mux(unknown, R["malformed"], R["no_sa"]))),
-                     dc_no_sa.eq(sa_beyond & ~icv_fail & ~unknown),
+        dc_drop, dc_reason = first_drop("dc", [(icv_fail, "icv"), (unknown, "malformed"),
+                                               (sa_beyond, "no_sa")])
+        m.d.sync += [dc_no_sa.eq(sa_beyond & ~icv_fail & ~unknown),
                      dc_bad_padding.eq(meta.status == DecapStatus.BAD_PADDING),
                      dc_bad_inner.eq(meta.status == DecapStatus.BAD_INNER)]
         # the frame's protocol and TCP flag tests, registered from `res` every
@@ -467,12 +480,9 @@ class PolicyCore(wiring.Component):
         # was routed across the chip into a priority chain that picked the
         # next state, the drop reason and the request slices; f7e1793's
         # report). DC_INNER comes many cycles after TAKE loaded res and meta
-        dc_inner_drop = Signal()
-        dc_inner_reason = Signal.like(v.reason)
-        m.d.sync += [dc_inner_drop.eq(dc_bad_padding | dc_bad_inner | res_unsupported | inner_bad),
-                     dc_inner_reason.eq(Mux(dc_bad_padding, R["bad_padding"],
-                                            Mux(~dc_bad_inner & res_unsupported, R["unsupported"],
-                                                R["malformed"])))]
+        dc_inner_drop, dc_inner_reason = first_drop(
+            "dc_inner", [(dc_bad_padding, "bad_padding"), (dc_bad_inner, "malformed"),
+                         (res_unsupported, "unsupported"), (inner_bad, "malformed")])
         prot_hdr = Signal(17)
         prot_body = Signal(22)
         too_big = Signal()
@@ -584,13 +594,11 @@ class PolicyCore(wiring.Component):
                 outcome()
         # SA_CHECKS's outcome the same way, registered every cycle: it comes
         # after DECIDE, a cycle after too_big (SA_FLAGS' prot_hdr / prot_body)
-        sc_drop, sc_tpl = Signal(name="sc_drop"), Signal(name="sc_tpl")
-        sc_reason = Signal.like(v.reason)
-        m.d.sync += [sc_drop.eq(seq_limit_hit | (~sa.tunnel & res.is_fragment) | too_big),
-                     sc_reason.eq(Mux(seq_limit_hit, R["seq_exhausted"],
-                                      Mux(~sa.tunnel & res.is_fragment, R["fragment"],
-                                          R["unsupported"]))),
-                     sc_tpl.eq(~latched & flow.ports_valid & clone_trigger)]
+        sc_drop, sc_reason = first_drop("sc", [(seq_limit_hit, "seq_exhausted"),
+                                               (~sa.tunnel & res.is_fragment, "fragment"),
+                                               (too_big, "unsupported")])
+        sc_tpl = Signal(name="sc_tpl")
+        m.d.sync += sc_tpl.eq(~latched & flow.ports_valid & clone_trigger)
         rc_found = Signal()
         rc_healthy_out = Signal()
         rc_sa = Signal(range(p.sas + 2))
