@@ -23,6 +23,20 @@ async def _cmd(ctx, dut, op, sa, seq=0, esn=0, size=0):
                           cmd_layout(dut.sa_bits))
 
 
+def _want(w, low):
+    """The model's answer to CHECK(low) on window `w`: (the full number or
+    None, whether it may be accepted)."""
+    seq = w.infer(low)
+    return seq, seq is not None and w.check(seq)
+
+
+def _simulate(dut, bench):
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+
+
 def _run(seed, sas, max_window, ops):
     rng = random.Random(seed)
     dut = ReplayWindows(sas, max_window)
@@ -54,8 +68,7 @@ def _run(seed, sas, max_window, ops):
                 full = w.top + rng.randrange(1, 1 << 33) if w.esn else rng.randrange(0, 1 << 32)
             full = max(0, min(full, (1 << 64) - 1 if w.esn else MASK32))
             low = full & MASK32
-            want_seq = w.infer(low)
-            want_ok = want_seq is not None and w.check(want_seq)
+            want_seq, want_ok = _want(w, low)
             got = await do(ReplayOp.CHECK, sa, low)
             if got["ok"] != int(want_ok) or (want_ok and got["seq"] != want_seq):
                 errors.append((n, sa, w.size, w.esn, w.top, low, want_seq, want_ok, got))
@@ -80,10 +93,7 @@ def _run(seed, sas, max_window, ops):
                 if top != w.top:
                     errors.append((n, sa, "top", top, w.top))
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    _simulate(dut, bench)
     assert not errors, errors[:5]
     assert stats["ok"] > ops // 5 and stats["reject"] > ops // 25, stats
 
@@ -114,24 +124,17 @@ def test_replay_esn_high_half_edges():
     async def bench(ctx):
         nonlocal refused
 
-        def do(op, sa, seq=0, esn=0, size=0):
-            return _cmd(ctx, dut, op, sa, seq, esn, size)
-
         for sa, (size, top, lows) in enumerate(cases):
             w = ReplayWindow(size, True, top)
-            await do(ReplayOp.INIT, sa, top, 1, size)
+            await _cmd(ctx, dut, ReplayOp.INIT, sa, top, 1, size)
             for low in lows:
-                want_seq = w.infer(low)
-                want_ok = want_seq is not None and w.check(want_seq)
+                want_seq, want_ok = _want(w, low)
                 refused += want_seq is None
-                got = await do(ReplayOp.CHECK, sa, low)
+                got = await _cmd(ctx, dut, ReplayOp.CHECK, sa, low)
                 if got["ok"] != int(want_ok) or (want_ok and got["seq"] != want_seq):
                     errors.append((sa, hex(top), hex(low), want_seq, want_ok, got))
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    _simulate(dut, bench)
     assert not errors, errors
     assert refused == 3          # MASK32 - 5 below top 10; 5 and 0 past the all-ones top
 
@@ -150,26 +153,19 @@ def test_replay_init_marks_top():
     async def bench(ctx):
         nonlocal checked
 
-        def do(op, sa, seq=0, esn=0, size=0):
-            return _cmd(ctx, dut, op, sa, seq, esn, size)
-
         for i, (top, esn) in enumerate(tops):
             sa = i % 2
             w = ReplayWindow(200, esn, top)
-            await do(ReplayOp.INIT, sa, top, int(esn), 200)
+            await _cmd(ctx, dut, ReplayOp.INIT, sa, top, int(esn), 200)
             for full in (top, top - 1, top - 150, top + 1):
                 if not 0 <= full < (1 << 64 if esn else 1 << 32):
                     continue
-                want_seq = w.infer(full & MASK32)
-                want_ok = want_seq is not None and w.check(want_seq)
-                got = await do(ReplayOp.CHECK, sa, full & MASK32)
+                _seq, want_ok = _want(w, full & MASK32)
+                got = await _cmd(ctx, dut, ReplayOp.CHECK, sa, full & MASK32)
                 checked += 1
                 if got["ok"] != int(want_ok):
                     errors.append((hex(top), hex(full), want_ok, got))
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    _simulate(dut, bench)
     assert not errors, errors
     assert checked >= 20, checked
