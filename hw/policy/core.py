@@ -267,14 +267,26 @@ class PolicyCore(wiring.Component):
         # after the EVT_POP write or the EVT_LEVEL read before it
         m.d.sync += Cat(regs.evt_data0, regs.evt_data1, regs.evt_data2, regs.evt_data3).eq(events.r_data)
         tick = Signal(32)
-        tick_div = Signal(32)
-        # TICK_DIV - 1 (0 for 0), registered: the compare has no adder in
-        # front of it (timing); a new TICK_DIV takes effect a cycle later
+        # the divider counts down from TICK_DIV - 1 (0 for 0) to 0, and its
+        # zero is a flip-flop (tick_zero) that enables `now`: no compare or
+        # carry chain sits in front of the 32 enables (timing; an up-counter
+        # compared with the limit was -1.59 ns on the 25F). A TICK_DIV
+        # written lower than the count left reloads it (tick_over, a cycle
+        # later), so a new divider takes effect within one tick of it
+        tick_left = Signal(32)
+        tick_zero = Signal(init=1)
+        tick_over = Signal()
         tick_limit = Signal(32)
+        tick_limit_zero = Signal(init=1)
         m.d.sync += [tick_limit.eq(Mux(regs.tick_div == 0, 0, regs.tick_div - 1)),
-                     tick_div.eq(tick_div + 1)]
-        with m.If(tick_div >= tick_limit):
-            m.d.sync += [tick_div.eq(0), tick.eq(tick + 1)]
+                     tick_limit_zero.eq(regs.tick_div <= 1),
+                     tick_over.eq(tick_left > tick_limit)]
+        with m.If(tick_zero | tick_over):
+            m.d.sync += [tick_left.eq(tick_limit), tick_zero.eq(tick_limit_zero)]
+        with m.Else():
+            m.d.sync += [tick_left.eq(tick_left - 1), tick_zero.eq(tick_left == 1)]
+        with m.If(tick_zero):
+            m.d.sync += tick.eq(tick + 1)
         m.d.comb += regs.now.eq(tick)
 
         # counters: per drop reason, frames per direction, forwarded, non-IP.
@@ -761,7 +773,13 @@ class PolicyCore(wiring.Component):
         cw_gen = Signal(GEN_BITS)       # the committed SA slot's next generation (gen_q in COMMIT)
         cw_spd, cw_tpl, cw_pad, cw_sad, cw_swap = (Signal(name=f"cw_{n}")
                                                    for n in ("spd", "tpl", "pad", "sad", "swap"))
-        m.d.sync += [cw_index.eq(c_index), cw_data.eq(Mux(c_op == 1, 0, stage)),
+        # op 1 (clear) writes zeros; its test is registered first (timing:
+        # the commit word's 3-bit compare fanned out to every entry bit). The
+        # op is written at least two cycles before COMMIT (strobe ->
+        # commit_pending -> IDLE -> COMMIT), so the flag is settled by then
+        cw_clear = Signal()
+        m.d.sync += cw_clear.eq(c_op == 1)
+        m.d.sync += [cw_index.eq(c_index), cw_data.eq(Mux(cw_clear, 0, stage)),
                      cw_inbound.eq(c_table == TABLES["spd_in"]), cw_gen.eq(gen_q + 1),
                      cw_spd.eq(0), cw_tpl.eq(0), cw_pad.eq(0), cw_sad.eq(0), cw_swap.eq(0)]
         cw_sad_stage = data.View(sad_stage_layout(), cw_data[:sad_stage_layout().size])

@@ -110,6 +110,13 @@ class HeaderParser(wiring.Component):
         # movement, i.ready and the result clear test a flip-flop)
         in_skip = Signal()
         in_out = Signal()
+        # likewise for the states that capture the 128-bit addresses and the
+        # SPI / sequence number (timing: those enables test one flip-flop,
+        # not a 5-bit state decode)
+        in_v4 = Signal()
+        in_v6 = Signal()
+        in_esp = Signal()
+        in_ah = Signal()
 
         # ---- beat register, read a word at a time from its low end. Timing:
         # the beat shifts down a word as each is consumed, so the word is
@@ -260,7 +267,9 @@ class HeaderParser(wiring.Component):
                 m.d.sync += eof.eq(1)
 
         def go(s):
-            m.d.sync += [state.eq(s), in_skip.eq(s == St.SKIP), in_out.eq(s == St.OUT)]
+            m.d.sync += [state.eq(s), in_skip.eq(s == St.SKIP), in_out.eq(s == St.OUT),
+                         in_v4.eq(s == St.V4), in_v6.eq(s == St.V6), in_esp.eq(s == St.ESP),
+                         in_ah.eq(s == St.AH)]
 
         def bad(flag):
             m.d.sync += flag.eq(1)
@@ -330,8 +339,6 @@ class HeaderParser(wiring.Component):
                         m.d.sync += fragw.eq(word)
                     with m.If(wx[4]):
                         m.d.sync += [nh.eq(b1), nhk.eq(kind(b1))]
-                    capture(src, 6, 2)          # IPv4 addresses in the low 32 bits
-                    capture(dst, 8, 2)
                     with m.If(left[-1]):
                         go(St.V4CHK)
                 word_state(v4)
@@ -351,8 +358,6 @@ class HeaderParser(wiring.Component):
                         m.d.sync += plen.eq(word)
                     with m.If(wx[3]):
                         m.d.sync += [nh.eq(b0), nhk.eq(kind(b0))]
-                    capture(src, 4, 8)
-                    capture(dst, 12, 8)
                     with m.If(wx[19]):
                         go(St.V6CHK)
                 word_state(v6w)
@@ -465,8 +470,6 @@ class HeaderParser(wiring.Component):
 
             with m.Case(St.ESP):
                 def esp():
-                    capture(spi, 0, 2)
-                    capture(seq, 2, 2)
                     with m.If(wx[3]):
                         m.d.sync += spi_valid.eq(1)
                         go(St.SKIP)
@@ -476,8 +479,6 @@ class HeaderParser(wiring.Component):
                 def ah():
                     with m.If(wx[0]):
                         m.d.sync += [ah_nh.eq(b0), ah_len.eq(b1)]
-                    capture(spi, 2, 2)
-                    capture(seq, 4, 2)
                     with m.If(wx[5]):
                         m.d.sync += spi_valid.eq(1)
                         go(St.SKIP)
@@ -494,6 +495,22 @@ class HeaderParser(wiring.Component):
                     for r in frame_regs:
                         m.d.sync += r.eq(r.init if isinstance(r, Signal) else 0)
                     go(St.ETH)
+
+        # the wide fields, captured outside the state switch (each state's
+        # flag, not its decode); no two of these flags are set at once, and
+        # none with OUT, whose clear they therefore never override
+        with m.If(wok & in_v4):
+            capture(src, 6, 2)          # IPv4 addresses in the low 32 bits
+            capture(dst, 8, 2)
+        with m.If(wok & in_v6):
+            capture(src, 4, 8)
+            capture(dst, 12, 8)
+        with m.If(wok & in_esp):
+            capture(spi, 0, 2)
+            capture(seq, 2, 2)
+        with m.If(wok & in_ah):
+            capture(spi, 2, 2)
+            capture(seq, 4, 2)
 
         # ---- the result, stable while OUT waits for ready
         m.d.comb += self.o.valid.eq(in_out)

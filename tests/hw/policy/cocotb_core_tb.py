@@ -687,3 +687,33 @@ async def stray_release_changes_nothing(dut):
     assert await read_sa() == before
     p2 = await tb.frame(True, f, 3)
     assert (p2["action"], p2["sa"], p2["gen"]) == (2, slot, p1["gen"]), (p1, p2)
+
+
+@cocotb.test()
+async def clear_ignores_stage(dut):
+    """TBL_COMMIT op 1 (clear) writes zeros whatever is staged: the driver
+    stages zeros for it, so only a host that does not is left to check. An
+    SA cleared with every stage bit set reads back 0 (not valid), and the
+    frame its SPI carried is no longer sent to the crypto path."""
+    from latchnic.hw.policy.program import READ, commit_writes
+
+    from peer_gen import Peers
+
+    cfg = load_config(os.environ["CORE_CONFIG"])
+    tb = await TB.programmed(dut, 19, cfg)
+    slot = tb.drv.slots["alice-in"]
+
+    async def commit(writes):
+        for addr, value in writes:
+            await tb.wr(addr, value)
+
+    f = Peers(cfg).frame(random.Random(19), (False, "203.0.113.5", "tcp", 40041, 80), "A",
+                         name="alice-in", kind="fresh")
+    p1 = await tb.frame(True, f, 3)
+    assert (p1["action"], p1["sa"]) == (2, slot), p1
+    await commit(commit_writes("sad", slot, (1 << 32 * regs.STAGE_WORDS) - 1, op=1))
+    await commit(commit_writes("sad", slot, op=READ))
+    words = [await tb.rd(regs.TBL_READ0 + 4 * i) for i in range(regs.READ_WORDS)]
+    assert words == [0] * regs.READ_WORDS, [hex(w) for w in words]
+    p2 = await tb.frame(True, f, 3)
+    assert p2["action"] == 1, p2

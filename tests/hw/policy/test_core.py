@@ -53,6 +53,12 @@ def test_core_stray_release_changes_nothing():
     _run("stray_release", testcase="stray_release_changes_nothing")
 
 
+def test_core_clear_ignores_stage():
+    """TBL_COMMIT op 1 (clear) on the SAD with every stage bit set: the SA
+    reads back 0 and its frames are dropped."""
+    _run("clear_stage", testcase="clear_ignores_stage")
+
+
 def test_core_random_mix():
     _run("mix", CORE_SEED=1, CORE_COUNT=1500, CORE_STALL=0)
 
