@@ -224,7 +224,7 @@ def _build() -> tuple[Register, ...]:
         R("REPLAY_WINDOW", 0x050, "rw", "Device anti-replay window in packets (64..CAPS_REPLAY.max); "
           "the driver stages each SA's window with its SAD entry, the gateware reads it from there.",
           (F("size", 0, 16, ""),), reset=64, group=g),
-        R("TICK_DIV", 0x054, "rw", "Clock cycles per timer tick (the latch timers count ticks).",
+        R("TICK_DIV", 0x054, "rw", "Clock cycles per timer tick (the latch timers count ticks); a write starts a new tick period.",
           (F("cycles", 0, 32, ""),), reset=125_000, group=g),
         R("TIME_WAIT", 0x058, "rw", "TCP latch TIME_WAIT hold, in ticks.",
           (F("ticks", 0, 32, ""),), reset=60_000, group=g),

@@ -270,18 +270,18 @@ class PolicyCore(wiring.Component):
         # the divider counts down from TICK_DIV - 1 (0 for 0) to 0, and its
         # zero is a flip-flop (tick_zero) that enables `now`: no compare or
         # carry chain sits in front of the 32 enables (timing; an up-counter
-        # compared with the limit was -1.59 ns on the 25F). A TICK_DIV
-        # written lower than the count left reloads it (tick_over, a cycle
-        # later), so a new divider takes effect within one tick of it
+        # compared with the limit was -1.59 ns on the 25F). A TICK_DIV write
+        # restarts the tick period from the new limit (tick_reload: the
+        # strobe, a cycle later, when tick_limit holds the new value)
         tick_left = Signal(32)
         tick_zero = Signal(init=1)
-        tick_over = Signal()
+        tick_reload = Signal()
         tick_limit = Signal(32)
         tick_limit_zero = Signal(init=1)
         m.d.sync += [tick_limit.eq(Mux(regs.tick_div == 0, 0, regs.tick_div - 1)),
                      tick_limit_zero.eq(regs.tick_div <= 1),
-                     tick_over.eq(tick_left > tick_limit)]
-        with m.If(tick_zero | tick_over):
+                     tick_reload.eq(regs.tick_div_stb)]
+        with m.If(tick_zero | tick_reload):
             m.d.sync += [tick_left.eq(tick_limit), tick_zero.eq(tick_limit_zero)]
         with m.Else():
             m.d.sync += [tick_left.eq(tick_left - 1), tick_zero.eq(tick_left == 1)]
