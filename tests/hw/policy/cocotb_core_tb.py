@@ -654,39 +654,56 @@ async def duplicate_in_crypto_path(dut):
                   "on their own lookups (latch slot %d)", hv["latch"])
 
 
+class _SaCommits:
+    """The core programmed from CORE_CONFIG, its `alice-in` SA's slot, and
+    the host's raw TBL_COMMIT writes on it (not the driver's): a commit of
+    the stage with any op, a read back of the SA, a frame under its SPI."""
+
+    @classmethod
+    async def open(cls, dut, seed: int):
+        from peer_gen import Peers
+
+        self = cls()
+        cfg = load_config(os.environ["CORE_CONFIG"])
+        self.tb = await TB.programmed(dut, seed, cfg)
+        self.slot = self.tb.drv.slots["alice-in"]
+        self.frame = Peers(cfg).frame(random.Random(seed), (False, "203.0.113.5", "tcp", 40000 + seed, 80),
+                                      "A", name="alice-in", kind="fresh")
+        return self
+
+    async def commit(self, op: int, value: int = 0):
+        from latchnic.hw.policy.program import commit_writes
+        for addr, v in commit_writes("sad", self.slot, value, op=op):
+            await self.tb.wr(addr, v)
+
+    async def read_sa(self) -> list[int]:
+        from latchnic.hw.policy.program import READ
+        await self.commit(READ)
+        return [await self.tb.rd(regs.TBL_READ0 + 4 * i) for i in range(regs.READ_WORDS)]
+
+    async def first_pass(self) -> dict:
+        return await self.tb.frame(True, self.frame, 3)
+
+
+ALL_STAGED = (1 << 32 * regs.STAGE_WORDS) - 1
+
+
 @cocotb.test()
 async def stray_release_changes_nothing(dut):
     """TBL_COMMIT op 2 (release) belongs to the latch table. Sent to the SAD
     with other words staged, it must change nothing: the SA reads back as it
     was, a frame's first pass still says CRYPTO under it with the same
     generation; TBL_COMMITS counts the command."""
-    from latchnic.hw.policy.program import READ, commit_writes
-
-    from peer_gen import Peers
-
-    cfg = load_config(os.environ["CORE_CONFIG"])
-    tb = await TB.programmed(dut, 17, cfg)
-    slot = tb.drv.slots["alice-in"]
-
-    async def commit(writes):
-        for addr, value in writes:
-            await tb.wr(addr, value)
-
-    async def read_sa():
-        await commit(commit_writes("sad", slot, op=READ))
-        return [await tb.rd(regs.TBL_READ0 + 4 * i) for i in range(regs.READ_WORDS)]
-
-    before = await read_sa()
-    f = Peers(cfg).frame(random.Random(17), (False, "203.0.113.5", "tcp", 40040, 80), "A",
-                         name="alice-in", kind="fresh")
-    p1 = await tb.frame(True, f, 3)
-    assert (p1["action"], p1["sa"]) == (2, slot), p1
-    commits = await tb.rd(regs.TBL_COMMITS)
-    await commit(commit_writes("sad", slot, (1 << 32 * regs.STAGE_WORDS) - 1, op=2))
-    assert await tb.rd(regs.TBL_COMMITS) == commits + 1
-    assert await read_sa() == before
-    p2 = await tb.frame(True, f, 3)
-    assert (p2["action"], p2["sa"], p2["gen"]) == (2, slot, p1["gen"]), (p1, p2)
+    sa = await _SaCommits.open(dut, 17)
+    before = await sa.read_sa()
+    p1 = await sa.first_pass()
+    assert (p1["action"], p1["sa"]) == (2, sa.slot), p1
+    commits = await sa.tb.rd(regs.TBL_COMMITS)
+    await sa.commit(2, ALL_STAGED)
+    assert await sa.tb.rd(regs.TBL_COMMITS) == commits + 1
+    assert await sa.read_sa() == before
+    p2 = await sa.first_pass()
+    assert (p2["action"], p2["sa"], p2["gen"]) == (2, sa.slot, p1["gen"]), (p1, p2)
 
 
 @cocotb.test()
@@ -695,25 +712,11 @@ async def clear_ignores_stage(dut):
     stages zeros for it, so only a host that does not is left to check. An
     SA cleared with every stage bit set reads back 0 (not valid), and the
     frame its SPI carried is no longer sent to the crypto path."""
-    from latchnic.hw.policy.program import READ, commit_writes
-
-    from peer_gen import Peers
-
-    cfg = load_config(os.environ["CORE_CONFIG"])
-    tb = await TB.programmed(dut, 19, cfg)
-    slot = tb.drv.slots["alice-in"]
-
-    async def commit(writes):
-        for addr, value in writes:
-            await tb.wr(addr, value)
-
-    f = Peers(cfg).frame(random.Random(19), (False, "203.0.113.5", "tcp", 40041, 80), "A",
-                         name="alice-in", kind="fresh")
-    p1 = await tb.frame(True, f, 3)
-    assert (p1["action"], p1["sa"]) == (2, slot), p1
-    await commit(commit_writes("sad", slot, (1 << 32 * regs.STAGE_WORDS) - 1, op=1))
-    await commit(commit_writes("sad", slot, op=READ))
-    words = [await tb.rd(regs.TBL_READ0 + 4 * i) for i in range(regs.READ_WORDS)]
+    sa = await _SaCommits.open(dut, 19)
+    p1 = await sa.first_pass()
+    assert (p1["action"], p1["sa"]) == (2, sa.slot), p1
+    await sa.commit(1, ALL_STAGED)
+    words = await sa.read_sa()
     assert words == [0] * regs.READ_WORDS, [hex(w) for w in words]
-    p2 = await tb.frame(True, f, 3)
+    p2 = await sa.first_pass()
     assert p2["action"] == 1, p2
