@@ -54,7 +54,6 @@ STATE_NAMES = {0: FREE, 1: ESTABLISHED, 2: BROKEN, 3: TIME_WAIT}
 ICV_BYTES = {0: 8, 1: 12, 2: 16}
 CAUSE_NAMES = {0: "clone", 1: "fin", 2: "rst", 3: "syn", 4: "timer", 5: "release"}
 CAUSE_RECHECK, CAUSE_REASON = 6, 8
-OP_RELEASE = 2
 POLL = 10000                  # TBL_COMMITS polls before a commit counts as lost
 
 
@@ -358,7 +357,7 @@ class RegisterBackend(Backend):
             if name not in self.sa:
                 raise BackendError(f"no SA named {name!r}")
             slot = self.sa_slots[name]
-            writes = prog.commit_writes("sad", slot, op=1) + [(regs.TBL_COMMIT, prog.RECHECK << 24)]
+            writes = prog.commit_writes("sad", slot, op=prog.CLEAR) + [(regs.TBL_COMMIT, prog.RECHECK << 24)]
             self._run(writes, "sa_deleted")
             del self.sa[name]
             self._drop_unnamed_slots()
@@ -482,7 +481,7 @@ class RegisterBackend(Backend):
             if not self.adopted:                # unknown tables: clear every slot we do not use
                 used = set(slots.values())
                 writes = [w for i in range(self.cap_sas) if i not in used
-                          for w in prog.commit_writes("sad", i, op=1)] + writes
+                          for w in prog.commit_writes("sad", i, op=prog.CLEAR)] + writes
             # expired latches leave with a `timer` event, as in the model
             # (the core's default after reset is silent expiry)
             writes.append((regs.CTRL, self.bus.read(regs.CTRL) | regs.CTRL_TIMER_EVENTS_MASK))
@@ -531,7 +530,7 @@ class RegisterBackend(Backend):
         with self.lock:
             if not 0 <= slot < self.cap_latches or self._read_latch(slot) is None:
                 raise BackendError(f"no latch in slot {slot}")
-            self._run([(regs.TBL_COMMIT, slot | (regs.TABLES["latch"] << 16) | (OP_RELEASE << 24))])
+            self._run([(regs.TBL_COMMIT, slot | (regs.TABLES["latch"] << 16) | (prog.RELEASE << 24))])
 
     def events(self, since: int = 0, wait: float = 0.0, limit: int = 1000):
         deadline = time.monotonic() + max(0.0, wait)

@@ -54,7 +54,7 @@ from latchnic.sim.drops import REASON_CODES
 from .latch_table import LatchState, LatchTable, Op, entry_layout
 from .pad import PadClaims, claim_layout
 from .parser import HeaderParser, Status
-from .program import READ, RECHECK, SWAP, latch_read_layout, sa_layout, sad_stage_layout
+from .program import CLEAR, READ, RECHECK, RELEASE, SWAP, latch_read_layout, sa_layout, sad_stage_layout
 from .replay import ReplayOp, ReplayWindows
 from .sad import SadLookup
 from .selectors import flow_layout
@@ -773,12 +773,13 @@ class PolicyCore(wiring.Component):
         cw_gen = Signal(GEN_BITS)       # the committed SA slot's next generation (gen_q in COMMIT)
         cw_spd, cw_tpl, cw_pad, cw_sad, cw_swap = (Signal(name=f"cw_{n}")
                                                    for n in ("spd", "tpl", "pad", "sad", "swap"))
-        # op 1 (clear) writes zeros; its test is registered first (timing:
+        # CLEAR writes zeros; its test is registered first (timing:
         # the commit word's 3-bit compare fanned out to every entry bit). The
         # op is written at least two cycles before COMMIT (strobe ->
         # commit_pending -> IDLE -> COMMIT), so the flag is settled by then
+        # and COMMIT reads it too
         cw_clear = Signal()
-        m.d.sync += cw_clear.eq(c_op == 1)
+        m.d.sync += cw_clear.eq(c_op == CLEAR)
         m.d.sync += [cw_index.eq(c_index), cw_data.eq(Mux(cw_clear, 0, stage)),
                      cw_inbound.eq(c_table == TABLES["spd_in"]), cw_gen.eq(gen_q + 1),
                      cw_spd.eq(0), cw_tpl.eq(0), cw_pad.eq(0), cw_sad.eq(0), cw_swap.eq(0)]
@@ -877,10 +878,10 @@ class PolicyCore(wiring.Component):
 
             with m.State("COMMIT"):
                 table, index, op = c_table, c_index, c_op
-                clear = op == 1
-                # release (op 2) is the latch table's; on another table it
+                clear = cw_clear
+                # release is the latch table's; on another table it
                 # changes nothing (it is not taken as a write of the stage)
-                stray_release = (op == 2) & (table != TABLES["latch"])
+                stray_release = (op == RELEASE) & (table != TABLES["latch"])
                 # swap (op 5): an SPD direction's shadow bank goes live, between
                 # frames; on another table nothing changes (fail closed)
                 m.d.sync += cw_swap.eq((op == SWAP) & ((table == TABLES["spd_out"])

@@ -30,7 +30,10 @@ sa_layout = data.StructLayout({
 })
 
 ICV_CODE = {8: 0, 12: 1, 16: 2}
-RECHECK = 3              # TBL_COMMIT ops (docs/registers.md)
+# TBL_COMMIT ops (docs/registers.md; 0 writes the stage)
+CLEAR = 1                # the entry becomes 0, whatever is staged
+RELEASE = 2              # a latch slot is freed (the latch table's)
+RECHECK = 3
 READ = 4
 SWAP = 5                 # an SPD direction's shadow bank becomes the active one
 

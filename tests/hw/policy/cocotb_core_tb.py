@@ -31,6 +31,7 @@ from cocotbext.axi import AxiLiteBus, AxiLiteMaster, AxiStreamBus, AxiStreamFram
 from latchnic.config import load_config
 from latchnic.hw.generated import regs
 from latchnic.hw.policy.core import verdict_layout
+from latchnic.hw.policy.program import CLEAR, READ, RELEASE, commit_writes
 from latchnic.hw.policy.selectors import unpack
 from latchnic.sim.device import ModelDevice
 from latchnic.sim.drops import REASON_CODES, REASONS
@@ -672,12 +673,10 @@ class _SaCommits:
         return self
 
     async def commit(self, op: int, value: int = 0):
-        from latchnic.hw.policy.program import commit_writes
         for addr, v in commit_writes("sad", self.slot, value, op=op):
             await self.tb.wr(addr, v)
 
     async def read_sa(self) -> list[int]:
-        from latchnic.hw.policy.program import READ
         await self.commit(READ)
         return [await self.tb.rd(regs.TBL_READ0 + 4 * i) for i in range(regs.READ_WORDS)]
 
@@ -699,7 +698,7 @@ async def stray_release_changes_nothing(dut):
     p1 = await sa.first_pass()
     assert (p1["action"], p1["sa"]) == (2, sa.slot), p1
     commits = await sa.tb.rd(regs.TBL_COMMITS)
-    await sa.commit(2, ALL_STAGED)
+    await sa.commit(RELEASE, ALL_STAGED)
     assert await sa.tb.rd(regs.TBL_COMMITS) == commits + 1
     assert await sa.read_sa() == before
     p2 = await sa.first_pass()
@@ -715,7 +714,7 @@ async def clear_ignores_stage(dut):
     sa = await _SaCommits.open(dut, 19)
     p1 = await sa.first_pass()
     assert (p1["action"], p1["sa"]) == (2, sa.slot), p1
-    await sa.commit(1, ALL_STAGED)
+    await sa.commit(CLEAR, ALL_STAGED)
     words = await sa.read_sa()
     assert words == [0] * regs.READ_WORDS, [hex(w) for w in words]
     p2 = await sa.first_pass()

@@ -35,7 +35,7 @@ import cocotb
 from latchnic.config import load_config
 from latchnic.driver.entries import from_table, to_table
 from latchnic.hw.generated import regs
-from latchnic.hw.policy.program import SWAP, commit_writes
+from latchnic.hw.policy.program import CLEAR, SWAP, commit_writes
 from latchnic.hw.policy.spd import encode_rule
 from latchnic.sim.device import ModelDevice
 
@@ -221,7 +221,7 @@ async def stray_swap_changes_nothing(dut):
     # "discard everything" into both shadow banks: not seen
     for d in ("out", "in"):
         await commit(commit_writes(f"spd_{d}", 0, encode_rule(discard[d]))
-                     + commit_writes(f"spd_{d}", 1, op=1))
+                     + commit_writes(f"spd_{d}", 1, op=CLEAR))
     await check("shadow written")
     # a swap to every other table number: nothing changes (checked after
     # each: two wrong flips would cancel), each counts
