@@ -63,24 +63,32 @@ class AxiLiteSlave(wiring.Component):
         m.d.sync += [w_en.eq(0), r_en.eq(0)]
 
         assert ADDR_SETUP >= 1
+        # `hold`: the register file's owner is busy (a table commit is being
+        # applied); no new access starts until it is done. The owner raises
+        # it, registered, from the previous write's strobe (set at its w_en):
+        # high two cycles after WRITE, the earliest IDLE can accept again
+        # (WRITE -> WRESP -> IDLE); the SETUP states come after the check
+        pick_w = s("awvalid") & s("wvalid") & (~s("arvalid") | last_was_read)
+        take_w = pick_w & ~self.hold
+        take_r = s("arvalid") & ~pick_w & ~self.hold
+        # state == IDLE, a flip-flop written with the state (timing: the
+        # ready outputs are one or two LUTs of flip-flops and the inputs)
+        in_idle = Signal(init=1)
+        m.d.comb += [s("awready").eq(in_idle & take_w), s("wready").eq(in_idle & take_w),
+                     s("arready").eq(in_idle & take_r)]
+        # while idle the request's registers follow the inputs, so what is
+        # there when an access is accepted stays (timing: their enable is
+        # `in_idle`, not the acceptance with `hold` in it)
+        with m.If(in_idle):
+            m.d.sync += [addr.eq(Mux(pick_w, s("awaddr"), s("araddr"))), data.eq(s("wdata")),
+                         strb.eq(s("wstrb"))]
         with m.FSM():
             with m.State("IDLE"):
-                # `hold`: the register file's owner is busy (a table commit is
-                # being applied); no new access starts until it is done. The
-                # owner raises it, registered, from the previous write's
-                # strobe (set at its w_en): high two cycles after WRITE, the
-                # earliest this state can accept again (WRITE -> WRESP ->
-                # IDLE); the SETUP states come after the check
-                do_write = s("awvalid") & s("wvalid") & ~self.hold
-                do_read = s("arvalid") & ~self.hold
-                with m.If(do_write & (~do_read | last_was_read)):
-                    m.d.comb += [s("awready").eq(1), s("wready").eq(1)]
-                    m.d.sync += [addr.eq(s("awaddr")), data.eq(s("wdata")), strb.eq(s("wstrb")),
-                                 last_was_read.eq(0)]
+                with m.If(take_w):
+                    m.d.sync += [last_was_read.eq(0), in_idle.eq(0)]
                     m.next = "SETUP0"
-                with m.Elif(do_read):
-                    m.d.comb += s("arready").eq(1)
-                    m.d.sync += [addr.eq(s("araddr")), last_was_read.eq(1)]
+                with m.Elif(take_r):
+                    m.d.sync += [last_was_read.eq(1), in_idle.eq(0)]
                     m.next = "SETUP0"
             for i in range(ADDR_SETUP):
                 # the request is on the bus; the register file decodes it
@@ -102,7 +110,7 @@ class AxiLiteSlave(wiring.Component):
                 m.next = "RDATA"
             with m.State("WRESP"):
                 with m.If(s("bready")):
-                    m.d.sync += s("bvalid").eq(0)
+                    m.d.sync += [s("bvalid").eq(0), in_idle.eq(1)]
                     m.next = "IDLE"
             with m.State("RDATA"):
                 # wait for the decoder's read data; hold it in the R channel
@@ -112,7 +120,7 @@ class AxiLiteSlave(wiring.Component):
                     m.next = "RRESP"
             with m.State("RRESP"):
                 with m.If(s("rready")):
-                    m.d.sync += s("rvalid").eq(0)
+                    m.d.sync += [s("rvalid").eq(0), in_idle.eq(1)]
                     m.next = "IDLE"
         return m
 

@@ -739,6 +739,14 @@ class PolicyCore(wiring.Component):
         # queue's read and the load enables of res / meta / flow are the
         # register `taking`, not the IDLE decode); both hold still until taken
         m.d.comb += [parser.o.ready.eq(taking), metaq.r_en.eq(taking)]
+        # a frame is waiting: the parser's result and its meta, registered
+        # (timing: IDLE's next state tests one flip-flop, not the parser's
+        # and the queue's flags, each routed from afar). A cycle late, which
+        # is safe: both hold still until taken (TAKE), and IDLE is two states
+        # at least (TIMERS, CLASSIFY) past TAKE, when this has seen the
+        # parser leave OUT
+        waiting = Signal()
+        m.d.sync += waiting.eq(parser.o.valid & metaq.r_rdy)
         # the earliest latch deadline not reached yet at the frame's time:
         # the 32-bit subtract from the meta queue's registered output, every
         # cycle; TIMERS, right after TAKE, reads the one taken with the frame
@@ -856,7 +864,7 @@ class PolicyCore(wiring.Component):
                 with m.Elif(ctr_pending):
                     m.d.sync += ctr_host.eq(1)
                     m.next = "CTR_HOST"
-                with m.Elif(parser.o.valid & metaq.r_rdy):
+                with m.Elif(waiting):
                     m.d.sync += taking.eq(1)
                     m.next = "TAKE"
             with m.State("TAKE"):

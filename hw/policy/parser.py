@@ -110,6 +110,8 @@ class HeaderParser(wiring.Component):
         # movement, i.ready and the result clear test a flip-flop)
         in_skip = Signal()
         in_out = Signal()
+        # state bit 4 clear (the state reads a word), likewise a flip-flop
+        in_rw = Signal(init=1)
         # likewise for the states that capture the 128-bit addresses and the
         # SPI / sequence number (timing: those enables test one flip-flop,
         # not a 5-bit state decode)
@@ -124,6 +126,10 @@ class HeaderParser(wiring.Component):
         bdata = Signal(64)
         bkeep = Signal(8)
         bcnt = Signal(4)         # the beat's byte count, taken with it (bkeep shifts)
+        # bkeep[1] & ~bkeep[2]: the word is the beat's last, registered as the
+        # beat loads or shifts (timing: the beat's load enable below is one
+        # LUT5 of flip-flops: bvalid, eof, in_rw, lw, in_skip)
+        lw = Signal()
         blast = Signal()
         bvalid = Signal()
         eof = Signal()
@@ -149,14 +155,14 @@ class HeaderParser(wiring.Component):
         take = Signal()
         m.d.comb += [wok.eq(bvalid & ~eof & bkeep[1]),
                      trunc_now.eq(eof | (bvalid & ~bkeep[1])),
-                     consume.eq(~state.as_value()[4] & wok),
-                     take.eq(consume & ~bkeep[2])]
+                     consume.eq(in_rw & wok),
+                     take.eq(in_rw & bvalid & ~eof & lw)]
 
         # timing: the word's place in its header, one-hot (wx[k]: bytes 2k,
         # 2k+1 of it), so that field selects and header ends are a flip-flop,
         # not a compare of a counter. Word 0 in every state that reads none
         wx = Signal(20, init=1)
-        with m.If(state.as_value()[4]):
+        with m.If(~in_rw):
             m.d.sync += wx.eq(1)
         with m.Elif(consume):
             m.d.sync += wx.eq(wx << 1)
@@ -231,8 +237,8 @@ class HeaderParser(wiring.Component):
         plen0 = Signal()         # IPv6 payload length 0, registered in V6 (likewise)
 
         # ---- beat movement. A second beat register (`n*`) takes the next
-        # beat while the current one is in use, so `i.ready` is two
-        # flip-flops (timing: the word-by-word consume logic drives
+        # beat while the current one is in use, so `i.ready` is one
+        # flip-flop (timing: the word-by-word consume logic drives
         # only this block's beat registers, not the input's); a beat moves on
         # every cycle the current one is freed
         skip_take = Signal()
@@ -240,15 +246,17 @@ class HeaderParser(wiring.Component):
         nkeep = Signal(8)
         nlast = Signal()
         nvalid = Signal()
-        m.d.comb += self.i.ready.eq(~nvalid & ~in_out)
+        m.d.comb += self.i.ready.eq(~nvalid)
         accept = self.i.valid & self.i.ready
 
         def load(d, k, last):
             m.d.sync += [bdata.eq(d), bkeep.eq(k), bcnt.eq(sum(k[j] for j in range(8))),
-                         blast.eq(last), *ethertype(d[0:16])]
+                         blast.eq(last), lw.eq(k[1] & ~k[2]), *ethertype(d[0:16])]
 
         m.d.comb += skip_take.eq(in_skip & ~eof & bvalid)
-        with m.If((~bvalid | take | skip_take) & ~in_out):
+        # not held in OUT: the frame's last beat has gone (eof), so what
+        # loads is the next frame's first, kept by eof until OUT clears it
+        with m.If(~bvalid | take | skip_take):
             # loaded even with no beat to take (timing: the input's valid is
             # not in the beat register's enable); bvalid gates every reader
             m.d.sync += [bvalid.eq(nvalid | self.i.valid), nvalid.eq(0)]
@@ -261,7 +269,8 @@ class HeaderParser(wiring.Component):
                 m.d.sync += [ndata.eq(self.i.payload.data), nkeep.eq(self.i.payload.keep),
                              nlast.eq(self.i.payload.last), nvalid.eq(1)]
             with m.If(consume):
-                m.d.sync += [bdata.eq(bdata[16:]), bkeep.eq(bkeep[2:]), *ethertype(bdata[16:32])]
+                m.d.sync += [bdata.eq(bdata[16:]), bkeep.eq(bkeep[2:]), lw.eq(bkeep[3] & ~bkeep[4]),
+                             *ethertype(bdata[16:32])]
         with m.If(take | skip_take):
             m.d.sync += flen.eq(flen + bcnt)
             with m.If(blast):
@@ -269,6 +278,7 @@ class HeaderParser(wiring.Component):
 
         def go(s):
             m.d.sync += [state.eq(s), in_skip.eq(s == St.SKIP), in_out.eq(s == St.OUT),
+                         in_rw.eq(s.value < 16),
                          in_v4.eq(s == St.V4), in_v6.eq(s == St.V6), in_esp.eq(s == St.ESP),
                          in_ah.eq(s == St.AH)]
 

@@ -108,12 +108,27 @@ async def concurrent_accesses(dut):
     rng = random.Random(3)
     stage = [r for r in REGMAP if r.name.startswith("TBL_STAGE")]
     values = {r.offset: rng.getrandbits(32) for r in stage}
-    writers = [cocotb.start_soon(wr(master, off, v)) for off, v in values.items()]
-    readers = [cocotb.start_soon(rd(master, regs.ID)) for _ in range(20)]
+    done = []           # "w" / "r" in the order the slave answered them
+
+    async def write(off, v):
+        resp = await wr(master, off, v)
+        done.append("w")
+        return resp
+
+    async def read():
+        resp = await rd(master, regs.ID)
+        done.append("r")
+        return resp
+
+    writers = [cocotb.start_soon(write(off, v)) for off, v in values.items()]
+    readers = [cocotb.start_soon(read()) for _ in range(20)]
     for w in writers:
         assert await w == 0
     for r in readers:
         assert await r == (regs.MAGIC, 0)
+    # neither kind starves the other: while both are queued they alternate
+    both = 2 * min(len(writers), len(readers))
+    assert all(a != b for a, b in zip(done[:both - 1], done[1:both])), "".join(done)
     for off, v in values.items():
         assert await rd(master, off) == (v, 0)
 
