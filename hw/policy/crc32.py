@@ -36,13 +36,20 @@ def step_matrix(nbytes: int) -> tuple[tuple[tuple[int, ...], tuple[int, ...]], .
                  for s in crc)
 
 
-def crc_step(crc, data, nbytes):
-    """Amaranth expression: the CRC register after `nbytes` bytes of `data`."""
-    bits = []
-    for cbits, dbits in step_matrix(nbytes):
-        terms = [crc[k] for k in cbits] + [data[k] for k in dbits]
-        bits.append(Cat(*terms).xor() if terms else Const(0, 1))
-    return Cat(*bits)
+def _xor_rows(src, pick):
+    return Cat(*(Cat(*terms).xor() if terms else Const(0, 1)
+                 for terms in ([src[k] for k in row] for row in pick)))
+
+
+def crc_part(crc, nbytes):
+    """Amaranth expression: what the register's own bits give after
+    `nbytes` bytes (the step is linear: this XOR data_part is the step)."""
+    return _xor_rows(crc, [c for c, _d in step_matrix(nbytes)])
+
+
+def data_part(data, nbytes):
+    """Amaranth expression: what `nbytes` bytes of `data` give to the step."""
+    return _xor_rows(data, [d for _c, d in step_matrix(nbytes)])
 
 
 def key_bytes_value(flow) -> "Value":
@@ -65,13 +72,16 @@ def unadvance(crc: int, nbytes: int) -> int:
 
 class Crc32Key(wiring.Component):
     """`start` with `key` (38 bytes, byte i at bits 8i..) -> `done` pulse with
-    `crc` = zlib.crc32(key) after ceil(38 / step) cycles (a `start` while busy
-    starts over with the new key).
+    `crc` = zlib.crc32(key) after ceil(38 / step) + 1 cycles (a `start` while
+    busy starts over with the new key).
 
     Timing: every cycle takes the low `step` bytes of a shift register, so
     the XOR network has no chunk multiplexer in front; a key that is not a
     whole number of steps is led by zero bytes, with the initial register
-    chosen so that those bytes bring it to 0xFFFFFFFF."""
+    chosen so that those bytes bring it to 0xFFFFFFFF. The step is split
+    (it is linear): the data's share is registered from the shift register
+    a cycle ahead (`dpart`), so the register's loop XORs its own bits and
+    one flip-flop, not the chunk's 8 * step bits as well; one cycle more."""
 
     def __init__(self, step: int = 8):
         self.step = step
@@ -85,17 +95,21 @@ class Crc32Key(wiring.Component):
         lead = step * nsteps - KEY_BYTES
         key = Signal(8 * step * nsteps)
         reg = Signal(32)
+        dpart = Signal(32)
+        primed = Signal()        # dpart holds the first chunk's share
         n = Signal(range(nsteps + 1))
         m.d.comb += self.crc.eq(~reg)
         m.d.sync += self.done.eq(0)
         with m.If(self.start):      # (re)starts; not gated by busy (timing: start fans out wide)
             m.d.sync += [key.eq(Cat(Const(0, 8 * lead), self.key)), reg.eq(unadvance(0xFFFFFFFF, lead)),
-                         n.eq(0), self.busy.eq(1)]
+                         n.eq(0), primed.eq(0), self.busy.eq(1)]
         with m.Elif(self.busy):
-            m.d.sync += [reg.eq(crc_step(reg, key[:8 * step], step)), key.eq(key[8 * step:]),
-                         n.eq(n + 1)]
-            with m.If(n == nsteps - 1):
-                m.d.sync += [self.busy.eq(0), self.done.eq(1)]
+            m.d.sync += [dpart.eq(data_part(key[:8 * step], step)), key.eq(key[8 * step:]),
+                         primed.eq(1)]
+            with m.If(primed):
+                m.d.sync += [reg.eq(crc_part(reg, step) ^ dpart), n.eq(n + 1)]
+                with m.If(n == nsteps - 1):
+                    m.d.sync += [self.busy.eq(0), self.done.eq(1)]
         return m
 
 

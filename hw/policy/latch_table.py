@@ -19,8 +19,8 @@ Operations (`cmd` -> `resp`, one at a time):
 * WRITE(slot, entry): rewrite a slot (state changes, timers, FIN flags; a
   FREE state frees it).
 * READ(slot, now): the slot's entry; `hit` = live (for the re-check sweep).
-Cost: 2 + ceil(38 / crc_step) + ways + 6 cycles for LOOKUP/INSERT, 3 for WRITE,
-6 for READ (17, 3 and 6 with 4 ways); the split geometry one more for LOOKUP,
+Cost: 3 + ceil(38 / crc_step) + ways + 6 cycles for LOOKUP/INSERT, 3 for WRITE,
+6 for READ (18, 3 and 6 with 4 ways); the split geometry one more for LOOKUP,
 INSERT and READ. Timing (docs/policy-core.md, "Timing work"): the entry is
 registered out of the RAM (the split one expanded a cycle later), then the
 key compare (in 32-bit chunks), the FREE state and the expiry are registered

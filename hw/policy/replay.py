@@ -139,6 +139,12 @@ class ReplayWindows(wiring.Component):
         m.d.sync += word_byte.eq(word_q.word_select(new_seq[3:5], 8))
 
         init_top_zero = Signal()     # INIT: the top given is 0 (nothing to mark)
+        # its 16-bit parts' zero tests, registered every cycle from `cmd`
+        # (timing: the 64-bit test is two short stages, not five LUTs deep);
+        # INIT has ring_words >= 2 cycles, so the last one sees this cmd's
+        seq_zero = Signal(4)
+        m.d.sync += seq_zero.eq(Cat(*(cmd.seq.word_select(k, 16) == 0 for k in range(4))))
+        assert self.ring_words >= 2
         with m.FSM() as fsm:
             with m.State("IDLE"):
                 m.d.comb += [self.cmd.ready.eq(1), idle.eq(1)]
@@ -161,8 +167,9 @@ class ReplayWindows(wiring.Component):
                              new_seq.eq(cmd.seq)]
                 # the answer (ok 0 unless MARK_WRITE marks the top) and the
                 # top's zero test, in every INIT cycle (timing: INIT_DONE's
-                # 64-bit test of new_seq drove resp's enables, aee168f's report)
-                m.d.sync += [resp.eq(0), init_top_zero.eq(cmd.seq == 0)]
+                # 64-bit test of new_seq drove resp's enables, aee168f's report;
+                # cc2aa1b's: the test from cmd, five LUTs deep)
+                m.d.sync += [resp.eq(0), init_top_zero.eq(seq_zero.all())]
                 with m.If(word_ctr == self.ring_words - 1):
                     m.d.sync += s_w.eq(1)
                     m.next = "INIT_DONE"

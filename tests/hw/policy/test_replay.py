@@ -146,8 +146,10 @@ def test_replay_init_marks_top():
     (Marking a top of 0 would not show: sequence number 0 is refused
     anyway, and the ring word holding it is cleared before it is reused.)"""
     dut = ReplayWindows(2, 256)
+    # the top's zero test is made of 16-bit parts: one top per part with
+    # only that part non-zero
     tops = [(5, False), (1000, False), (MASK32 - 50, False), (1, False), ((7 << 32) + 20, True),
-            (0, False)]
+            (0, False), (1 << 16, False), (1 << 32, True), (1 << 48, True)]
     errors, checked = [], 0
 
     async def bench(ctx):
