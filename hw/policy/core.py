@@ -379,8 +379,14 @@ class PolicyCore(wiring.Component):
         with m.If(ev_push & ~events.w_rdy):
             m.d.sync += evt_lost.eq(evt_lost + 1)
 
+        # the event's time is the frame's, loaded every cycle (timing: 32 of
+        # the FIFO's write bits without the OR of every event() site as
+        # their enable); meta holds still from TAKE to the next TAKE, so the
+        # push, a cycle after event(), writes the frame's time
+        m.d.sync += ev.time.eq(meta.now)
+
         def event(old, new, cause, slot_v=None, peer=None):
-            m.d.sync += [ev.time.eq(meta.now), ev.slot.eq(slot if slot_v is None else slot_v),
+            m.d.sync += [ev.slot.eq(slot if slot_v is None else slot_v),
                          ev.peer.eq(entry.peer if peer is None else peer), ev.old.eq(old),
                          ev.new.eq(new), ev.cause.eq(cause), ev_push.eq(1)]
 
