@@ -65,8 +65,9 @@ UNSUPPORTED_CODE = REASON_CODES["unsupported"]
 
 
 class St(enum.Enum, shape=5):
-    """Parser states. Bit 4 clear: the state reads a word (timing: `consume`
-    is one state bit and the word's presence, no state decode)."""
+    """Parser states. Bit 4 clear: the state reads a word (`in_rw`, a
+    flip-flop written with the state: `consume` is it and the word's
+    presence, no state decode)."""
     ETH = 0
     VLAN = 1
     IP0 = 2
