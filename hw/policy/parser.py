@@ -297,13 +297,13 @@ class HeaderParser(wiring.Component):
         # the wide fields (src, dst, spi, seq) and the ports (70f03fc's
         # report: the state decode into their enables, -0.99 ns), captured
         # outside the state switch, on each state's flag, not its decode
-        # (timing); no two flags
-        # are set at once, none with OUT. One If per 16-bit word: OUT's
-        # clear first, then the capture, its enable the OR of the states'
-        # (flag, position) terms, so yosys gives each word a synchronous
-        # reset, a clock enable and the one shared data path (`word`). With
-        # the clear in the frame's list and the captures apart (two
-        # assignments) each bit took a LUT more: 1206 LUT4 against 898
+        # (timing); no two flags are set at once, none with OUT. One If per
+        # 16-bit word: OUT's clear first, then the capture, its enable the
+        # OR of the states' (flag, position) terms, so yosys gives each word
+        # a synchronous reset, a clock enable and the one shared data path
+        # (`word`). With the clear in the frame's list and the captures
+        # apart (two assignments) each bit took a LUT more: 1206 LUT4
+        # against 898
         terms = {}
 
         def capture_in(flag, reg, at, words):
