@@ -45,7 +45,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib.memory import Memory
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
@@ -436,13 +436,10 @@ class RegisterFile(wiring.Component):
         # sel & w_en & strobe.
         hit, is_rw = Signal(reset_less=True), Signal(reset_less=True)
         rw_idx = Signal(range(max(len(rw_regs), 2)), reset_less=True)
-        # an rw register's written lanes and reset value, with its index (the
-        # read below only picks between the shadow's word and these)
+        # which byte lanes of each rw register were written since reset
         written = Signal(4 * len(rw_regs))
-        rw_lanes, rw_reset = Signal(4, reset_less=True), Signal(32, reset_less=True)
         sel = {r.name: Signal(name=f"{r.port}_sel", reset_less=True) for r in writable}
-        m.d.sync += [hit.eq(0), is_rw.eq(0), rw_idx.eq(0), rw_lanes.eq(0), rw_reset.eq(0),
-                     *(s.eq(0) for s in sel.values())]
+        m.d.sync += [hit.eq(0), is_rw.eq(0), rw_idx.eq(0), *(s.eq(0) for s in sel.values())]
         with m.Switch(word):
             for r in self.regmap:
                 with m.Case(r.offset >> 2):
@@ -451,8 +448,7 @@ class RegisterFile(wiring.Component):
                         m.d.sync += sel[r.name].eq(1)
                     if r.access == "rw":
                         i = rw_regs.index(r)
-                        m.d.sync += [is_rw.eq(1), rw_idx.eq(i), rw_lanes.eq(written[4 * i:4 * i + 4]),
-                                     rw_reset.eq(r.reset)]
+                        m.d.sync += [is_rw.eq(1), rw_idx.eq(i)]
         m.d.comb += bus.err.eq(~hit)
 
         # `rw` registers are written only from the bus: a LUT-RAM shadow
@@ -485,9 +481,16 @@ class RegisterFile(wiring.Component):
         # result a cycle later (r_valid).
         # the shadow's word registered every cycle (timing: the LUT-RAM read
         # alone in the r_en cycle); level 2 picks lanes from it or the reset
-        # value a cycle later (rw_lanes / rw_reset hold: the address is held)
+        # value a cycle later. The lanes written and the reset value are
+        # registered from rw_idx alongside it, not in the decode (timing:
+        # 70f03fc's 25F report, address -> case decode -> lane select, six
+        # LUTs); a cycle after r_en they hold the access's
         sh_q = Signal(32, reset_less=True)
-        m.d.sync += sh_q.eq(sh_r.data)
+        rw_lanes = Signal(4, reset_less=True)
+        rw_reset = Signal(32, reset_less=True)
+        resets = Array(Const(r.reset, 32) for r in rw_regs)
+        m.d.sync += [sh_q.eq(sh_r.data), rw_lanes.eq(written.word_select(rw_idx, 4)),
+                     rw_reset.eq(resets[rw_idx])]
         rw_data = Cat(*(Mux(rw_lanes[b], sh_q[8 * b:8 * b + 8], rw_reset[8 * b:8 * b + 8])
                         for b in range(4)))
 

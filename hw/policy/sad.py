@@ -86,39 +86,39 @@ class SadLookup(wiring.Component):
         q_idx = Signal(ab + 1)
         whole, e = t.assemble(m, didx)      # e: the entry, a cycle after `whole`
         m.d.sync += [q_idx.eq(didx[rb:]), q_pend.eq(d_v & whole)]
+        # the rank stage's inputs, registered from the entry: `same` (the
+        # entry is pending, valid, and its SPI and protocol are the packet's),
+        # the 128-bit address equalities as four 32-bit ones (timing: a
+        # 128-bit compare after the RAM's output was one period), and what
+        # the entry asks besides the SPI, with the IP version's test folded in
+        # (timing: 70f03fc's 25F report, the rank's priority decode into the
+        # answer's load enable, five LUTs)
         same = Signal()
-        # the 128-bit address equalities as four 32-bit ones registered, the
-        # AND in the rank stage (timing: a 128-bit compare after the RAM's
-        # output was one period)
-        v6_same = Signal()
         dst_eq, src_eq = Signal(4), Signal(4)
-        dst_ok = v6_same & dst_eq.all()
-        src_ok = v6_same & src_eq.all()
-        has_dst = Signal()
-        has_src = Signal()
+        wants_spi = Signal()      # no address: a match of rank 0
+        wants_dst = Signal()      # dst only, of the packet's version: rank 1
+        wants_both = Signal()     # dst and src, of the packet's version: rank 2
         p_pend = Signal()
         p_idx = Signal(ab + 1)
-        m.d.sync += [same.eq(e.valid & (e.ah == req.ah) & (e.spi == req.spi)),
-                     v6_same.eq(e.v6 == req.v6),
+        v6_same = e.v6 == req.v6
+        m.d.sync += [same.eq(q_pend & e.valid & (e.ah == req.ah) & (e.spi == req.spi)),
                      *(dst_eq[i].eq(e.dst[32 * i:32 * i + 32] == req.dst[32 * i:32 * i + 32])
                        for i in range(4)),
                      *(src_eq[i].eq(e.src[32 * i:32 * i + 32] == req.src[32 * i:32 * i + 32])
                        for i in range(4)),
-                     has_dst.eq(e.has_dst), has_src.eq(e.has_src), p_idx.eq(q_idx), p_pend.eq(q_pend)]
-        # rank of the registered entry: -1 (no match), 0 SPI, 1 +dst, 2 +dst+src
+                     wants_spi.eq(~e.has_dst), wants_dst.eq(e.has_dst & ~e.has_src & v6_same),
+                     wants_both.eq(e.has_dst & e.has_src & v6_same),
+                     p_idx.eq(q_idx), p_pend.eq(q_pend)]
+        # rank of the registered entry: -1 (no match), 0 SPI, 1 +dst, 2 +dst+src;
+        # when it matches exactly one `wants_*` is set, so the rank is theirs
         match = Signal()
         rank = Signal(2)
-        with m.If(same):
-            with m.If(~has_dst):
-                m.d.comb += [match.eq(1), rank.eq(0)]
-            with m.Elif(dst_ok & ~has_src):
-                m.d.comb += [match.eq(1), rank.eq(1)]
-            with m.Elif(dst_ok & src_ok):
-                m.d.comb += [match.eq(1), rank.eq(2)]
+        m.d.comb += [match.eq(same & (wants_spi | dst_eq.all() & (wants_dst | wants_both & src_eq.all()))),
+                     rank.eq(Cat(wants_dst, wants_both))]
         resp = Signal(resp_layout)
         m.d.comb += self.resp.payload.eq(resp)
         better = Signal()
-        m.d.comb += better.eq(p_pend & match & (~resp.hit | (rank > resp.rank)))
+        m.d.comb += better.eq(match & (~resp.hit | (rank > resp.rank)))
 
         # start: a request is taken (in IDLE, whose read address is slot 0);
         # then SCAN until `done`
@@ -133,7 +133,7 @@ class SadLookup(wiring.Component):
         with m.FSM() as fsm:
             with m.State("IDLE"):
                 m.d.comb += [idle.eq(1), self.req.ready.eq(~w_busy)]
-                m.d.sync += [q_pend.eq(0), p_pend.eq(0)]
+                m.d.sync += [q_pend.eq(0), p_pend.eq(0), same.eq(0)]
                 with m.If(self.req.valid & ~w_busy):
                     m.d.comb += start.eq(1)
                     m.d.sync += [req.eq(self.req.payload), resp.eq(0)]

@@ -171,3 +171,49 @@ def test_replay_init_marks_top():
     _simulate(dut, bench)
     assert not errors, errors
     assert checked >= 20, checked
+
+
+def test_replay_update_decided_by_each_part():
+    """UPDATE's "newer than the top" is combined from 16-bit parts: for each
+    part, a number one above the top's in that part with every lower part
+    smaller is newer (the top moves), and one below it with every lower part
+    larger is older (the top stays, its bit is marked). Both are inside the
+    window, so CHECK accepts them first, as the core would."""
+    dut = ReplayWindows(2, 256)
+    cases = []
+    for k in range(4):
+        unit = 1 << (16 * k)
+        esn = k >= 2
+        # top: part k is 5, the lower parts 0x..0005
+        top = 5 * unit + 5 if k else 5
+        older = top - 21 if k else 3                     # part k 4, lower parts 0xFF..F0
+        cases.append((esn, top, [older, top + 1]))
+        top = 5 * unit - 16 if k else 0x8000             # part k 4, lower parts 0xFF..F0
+        cases.append((esn, top, [top + 21, top - 2]))    # part k 5, lower parts 0x..0005
+    errors, moved = [], 0
+
+    async def bench(ctx):
+        nonlocal moved
+
+        for i, (esn, top, seqs) in enumerate(cases):
+            sa = i % 2
+            w = ReplayWindow(200, esn, top)
+            await _cmd(ctx, dut, ReplayOp.INIT, sa, top, int(esn), 200)
+            for seq in seqs:
+                want_seq, want_ok = _want(w, seq & MASK32)
+                got = await _cmd(ctx, dut, ReplayOp.CHECK, sa, seq & MASK32)
+                if (got["ok"], got["seq"]) != (1, seq) or (want_seq, want_ok) != (seq, True):
+                    errors.append(("check", hex(top), hex(seq), want_ok, got))
+                    continue
+                before = w.top
+                w.update(seq)
+                moved += w.top != before
+                await _cmd(ctx, dut, ReplayOp.UPDATE, sa, seq)
+                got_top = (await _cmd(ctx, dut, ReplayOp.READ, sa))["seq"]
+                again = await _cmd(ctx, dut, ReplayOp.CHECK, sa, seq & MASK32)
+                if got_top != w.top or again["ok"] != 0:
+                    errors.append(("update", hex(top), hex(seq), hex(got_top), hex(w.top), again))
+
+    _simulate(dut, bench)
+    assert not errors, errors
+    assert moved == 8, moved          # each case's newer number moved the top

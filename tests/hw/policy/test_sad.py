@@ -21,6 +21,10 @@ ADDRS = [ipaddress.ip_address(a) for a in ("192.0.2.1", "192.0.2.2", "2001:db8::
                                            "2001:db8:0:1::1")]
 SRCS = [ipaddress.ip_address(a) for a in ("203.0.113.5", "203.0.113.6", "2001:db8::5", "3fff::5",
                                           "2001:db8::1:0:0:5")]
+# ::192.0.2.1 and ::203.0.113.5 have the 128-bit values of the IPv4 ones
+# (which are zero-extended): only the IP version tells them apart
+LOOKALIKE_ADDRS = ADDRS + [ipaddress.ip_address("::192.0.2.1")]
+LOOKALIKE_SRCS = SRCS + [ipaddress.ip_address("::203.0.113.5")]
 SPIS = [0x100, 0x101, 0x102, 0x103]
 
 
@@ -96,8 +100,8 @@ SHARED = 0x77
 
 def _shared_sa(rng, i):
     """An SA on the shared SPI: ESP or AH, with or without dst/src."""
-    dst = rng.choice([None, *ADDRS, *ADDRS])
-    src = rng.choice([None, *[s for s in SRCS if dst is None or s.version == dst.version]])
+    dst = rng.choice([None, *LOOKALIKE_ADDRS, *LOOKALIKE_ADDRS])
+    src = rng.choice([None, *[s for s in LOOKALIKE_SRCS if dst is None or s.version == dst.version]])
     return SA(f"sa{i}", "in", SHARED, rng.choice(["esp", "esp", "ah"]), "transport", "gmac-128",
               bytes(16), bytes(4), 16, False, "p", src, dst)
 
@@ -182,8 +186,8 @@ def test_sad_shared_spi_late_in_table(rows):
         for k in range(120):
             proto = rng.choice(["esp", "esp", "ah"])
             spi = rng.choice([SHARED, SHARED, SHARED, *SPIS, 0x999])
-            dst = rng.choice(ADDRS)
-            src = rng.choice([s for s in SRCS if s.version == dst.version])
+            dst = rng.choice(LOOKALIKE_ADDRS)
+            src = rng.choice([s for s in LOOKALIKE_SRCS if s.version == dst.version])
             await lookup(proto, spi, dst, src, hold=rng.choice([0, 0, 0, 3, 150]))
             if k % 10 == 9:
                 # rewrite a slot; half the time ask at once (the write's rows still going in)
@@ -193,7 +197,7 @@ def test_sad_shared_spi_late_in_table(rows):
                 await write(i, spec, wait=not at_once)
                 if spec is not None:
                     d = spec.dst or dst
-                    s2 = spec.src or rng.choice([s for s in SRCS if s.version == d.version])
+                    s2 = spec.src or rng.choice([s for s in LOOKALIKE_SRCS if s.version == d.version])
                     await lookup(spec.proto, spec.spi, d, s2)
 
     sim = Simulator(dut)
