@@ -44,7 +44,7 @@ from amaranth.lib.wiring import In, Out
 
 from latchnic.hw.axil import AxiLiteRegisters, axil_members
 from latchnic.hw.onehot import one_hot
-from latchnic.hw.ram import block_ram, read_register
+from latchnic.hw.ram import BlockFifo, block_ram, read_register
 from latchnic.hw.regmap import READ_WORDS, STAGE_WORDS, TABLES, Params, RegisterFile
 from latchnic.hw.skid import SkidBuffer
 from latchnic.hw.valid_slice import ValidSlice
@@ -180,8 +180,7 @@ class PolicyCore(wiring.Component):
                                                  capacity_v6=p.latch_capacity_v6)
         m.submodules.sad = sad = SadLookup(p.sas, rows=p.sad_rows)
         m.submodules.replay = replay = ReplayWindows(p.sas, p.replay_window_max)
-        m.submodules.events = events = fifo.SyncFIFOBuffered(width=event_layout.size,
-                                                            depth=p.event_depth)
+        m.submodules.events = events = BlockFifo(width=event_layout.size, depth=p.event_depth)
         m.submodules.metaq = metaq = fifo.SyncFIFOBuffered(width=meta_layout.size, depth=4)
         # RAM words are registered before any logic uses them (hw/ram.py;
         # timing: the EBR's 5.61 ns clock-to-output leaves no room for a
@@ -271,8 +270,11 @@ class PolicyCore(wiring.Component):
         # the head event, registered every cycle (timing: the FIFO's block
         # RAM output into the register file's read mux was one period). It
         # lags the FIFO by a cycle; a bus read comes at least four cycles
-        # after the EVT_POP write or the EVT_LEVEL read before it
-        m.d.sync += Cat(regs.evt_data0, regs.evt_data1, regs.evt_data2, regs.evt_data3).eq(events.r_data)
+        # after the EVT_POP write or the EVT_LEVEL read before it. No reset:
+        # the register becomes the EBR's output register (boards/ecp5_outreg.py)
+        evt_head = Signal(event_layout.size, reset_less=True)
+        m.d.sync += evt_head.eq(events.r_data)
+        m.d.comb += Cat(regs.evt_data0, regs.evt_data1, regs.evt_data2, regs.evt_data3).eq(evt_head)
         tick = Signal(32)
         # the divider counts down from TICK_DIV - 1 (0 for 0) to 0, and its
         # zero is a flip-flop (tick_zero) that enables `now`: no compare or

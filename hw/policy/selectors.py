@@ -36,16 +36,21 @@ selector_layout = data.StructLayout({
 
 
 CHUNK = 32      # address compares are cut into chunks this wide (short carry chains)
+# the selectors' chunks (SPD rules, templates): 16 bits (timing: 70f03fc's
+# 25F report, a 32-bit chunk's compare after the rule RAM's output register
+# was five LUTs behind 3.8 ns of routing). The PAD keeps CHUNK: its compare
+# stage also combines the terms
+SEL_CHUNK = 16
 
 
-def _chunks(v, width):
-    return [v[i:i + CHUNK] for i in range(0, width, CHUNK)]
+def _chunks(v, width, chunk):
+    return [v[i:i + chunk] for i in range(0, width, chunk)]
 
 
-def le_terms(a, b, width):
+def le_terms(a, b, width, chunk=CHUNK):
     """Per-chunk terms of a <= b: (lt, eq) of every chunk but the lowest, le of
     the lowest; combined by `le_combine`. Each term is one short compare."""
-    ac, bc = _chunks(a, width), _chunks(b, width)
+    ac, bc = _chunks(a, width, chunk), _chunks(b, width, chunk)
     terms = [ac[0] <= bc[0]]
     for x, y in zip(ac[1:], bc[1:]):
         terms += [x < y, x == y]
@@ -65,7 +70,7 @@ def selector_terms(sel, flow) -> Value:
     combining in the next cycle (`terms_match`) keeps 128-bit compares out of
     a single clock period."""
     def addr(s, v6, a):
-        return Cat(s.any, s.v6 == v6, le_terms(s.lo, a, 128), le_terms(a, s.hi, 128))
+        return Cat(s.any, s.v6 == v6, le_terms(s.lo, a, 128, SEL_CHUNK), le_terms(a, s.hi, 128, SEL_CHUNK))
 
     def port(s, valid, p):
         # the two 16-bit compares are terms of their own (timing: no logic
@@ -78,15 +83,16 @@ def selector_terms(sel, flow) -> Value:
                port(sel.remote_port, flow.ports_valid, flow.remote_port))
 
 
-TERM_BITS = 2 * (2 + 2 * (1 + 2 * (128 // CHUNK - 1))) + 1 + 2 * 4
+TERM_BITS = 2 * (2 + 2 * (1 + 2 * (128 // SEL_CHUNK - 1))) + 1 + 2 * 4
 
 
 def match_parts(t) -> Value:
     """Stage 2: the selector's five parts (local and remote address, protocol,
     local and remote port), each covering the flow or not, from
     `selector_terms` bits. Stage 3 ANDs them (`.all()`): one AND tree of the
-    terms' 41 bits in one clock period was 5 LUT levels, too long on the 25F."""
-    n = 1 + 2 * (128 // CHUNK - 1)
+    terms (41 bits with 32-bit chunks) in one clock period was 5 LUT levels,
+    too long on the 25F."""
+    n = 1 + 2 * (128 // SEL_CHUNK - 1)
 
     def addr(a):
         return a[0] | (a[1] & le_combine(a[2:2 + n]) & le_combine(a[2 + n:2 + 2 * n]))

@@ -22,12 +22,13 @@ build's 2 x 64 rules x 2 rows of 311 bits go from 256 to 512 RAM rows: the
 same 9 EBRs (512 x 36 each).
 
 Cost (request taken to answer offered, as `python -m latchnic.bench.policy
---no-synth` measures it): k + 7 cycles for a first match at index k (rows =
-1; 2k + 8 with rows = 2); a miss costs (rules programmed) + 6 (2 x rules +
-6). The match is pipelined (the rule registered out of the RAM, then
+--no-synth` measures it): k + 8 cycles for a first match at index k (rows =
+1; 2k + 9 with rows = 2); a miss costs (rules programmed) + 7 (2 x rules +
+7). The match is pipelined (the rule registered out of the RAM, then
 selectors.selector_terms / match_parts / their AND: no 128-bit compare and
-no 41-input AND in one clock period), which costs three cycles per lookup,
-not per rule. One decision per packet.
+no 73-input AND in one clock period), which costs three cycles per lookup,
+not per rule; the RAM's address comes from registers only, which costs
+one more. One decision per packet.
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
@@ -166,7 +167,15 @@ class SpdEngine(wiring.Component):
         # logic after it. q_rule is the whole rule in the cycle after its last
         # row left the RAM (a two-row rule's first row waits in a register).
         word = read_register(m, platform, wp, rp, name="word")
-        whole = Const(1, 1) if self.rows == 1 else didx[0]
+        # the RAM is read at (ridx, table) in every state, both registers
+        # (timing: 70f03fc's 25F report, the request's direction -> the bank
+        # select -> IDLE's address mux -> the EBR's address pins, 6.8 ns of
+        # routing; and the template table's LUT RAM likewise). So the first
+        # row is read in the first SCAN cycle, one cycle later than IDLE
+        # could; d_v says rp.data holds a row of this lookup
+        d_v = Signal()
+        m.d.comb += rp.addr.eq(Cat(ridx[:ab + rb], table))
+        whole = (Const(1, 1) if self.rows == 1 else didx[0]) & d_v
         q_rule = assemble_rows(m, word, whole, self.rows, rule_layout)
         index = didx[rb:]
         # two-stage match: the rule gives its selector terms (short compares)
@@ -207,16 +216,14 @@ class SpdEngine(wiring.Component):
         with m.FSM() as fsm:
             with m.State("IDLE"):
                 req_table = Cat(dirbit(self.req.payload.inbound), bank_of(self.req.payload.inbound))
-                m.d.comb += [self.req.ready.eq(1), rp.addr.eq(Cat(Const(0, ab + rb), req_table))]
-                m.d.sync += [q_whole.eq(0), p_whole.eq(0), s_whole.eq(0), r_whole.eq(0)]
+                m.d.comb += self.req.ready.eq(1)
+                m.d.sync += [q_whole.eq(0), p_whole.eq(0), s_whole.eq(0), r_whole.eq(0), d_v.eq(0)]
                 with m.If(self.req.valid):
                     m.d.sync += [flow.eq(self.req.payload.flow), table.eq(req_table),
-                                 ridx.eq(1), didx.eq(0)]
+                                 ridx.eq(0), didx.eq(0)]
                     m.next = "SCAN"
             with m.State("SCAN"):
-                m.d.comb += rp.addr.eq(Cat(ridx[:ab + rb], table))
-                m.d.sync += ridx.eq(ridx + 1)
-                m.d.sync += didx.eq(ridx)
+                m.d.sync += [ridx.eq(ridx + 1), didx.eq(ridx), d_v.eq(1)]
                 with m.If(r_whole):
                     with m.If(~r_valid):
                         m.d.sync += resp.eq(0)

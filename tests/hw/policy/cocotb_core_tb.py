@@ -112,6 +112,7 @@ class TB:
             self.dut.meta_sa.value, self.dut.meta_seq.value = decap[0], decap[1]
             self.dut.meta_status.value = int(getattr(decap[2], "value", decap[2]))
             self.dut.meta_gen.value = decap[3]
+        cocotb.start_soon(self._scramble_meta())
         await self.src.send(AxiStreamFrame(frame))
         for _ in range(20000):
             ready = int(self.rng.random() >= 0.3) if self.stall else 1
@@ -122,6 +123,23 @@ class TB:
                 self.dut.verdict_ready.value = 0
                 return v
         raise AssertionError("no verdict within 20000 cycles")
+
+    async def _scramble_meta(self):
+        """The meta inputs are valid with a frame's first beat only: once it
+        is taken, they change to random values (a core that sampled them
+        later would decide on those)."""
+        dut = self.dut
+        while True:             # sampled at the edge, as the source's own handshake
+            await RisingEdge(dut.clk)
+            if int(dut.s_axis_tvalid.value) and int(dut.s_axis_tready.value):
+                break
+        r = self.rng
+        dut.meta_inbound.value = r.getrandbits(1)
+        dut.meta_now.value = r.getrandbits(32)
+        dut.meta_decap.value = r.getrandbits(1)
+        dut.meta_sa.value, dut.meta_seq.value = r.getrandbits(16), r.getrandbits(64)
+        dut.meta_status.value = r.getrandbits(3)
+        dut.meta_gen.value = r.getrandbits(len(dut.meta_gen))
 
     async def inbound(self, model, slots, frame, now_tick):
         """An inbound frame through both passes: the first pass; on CRYPTO
