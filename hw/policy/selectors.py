@@ -83,7 +83,8 @@ def selector_terms(sel, flow) -> Value:
                port(sel.remote_port, flow.ports_valid, flow.remote_port))
 
 
-TERM_BITS = 2 * (2 + 2 * (1 + 2 * (128 // SEL_CHUNK - 1))) + 1 + 2 * 4
+ADDR_LE_TERMS = 1 + 2 * (128 // SEL_CHUNK - 1)    # le_terms' bits for one 128-bit bound
+TERM_BITS = 2 * (2 + 2 * ADDR_LE_TERMS) + 1 + 2 * 4
 
 
 def match_parts(t) -> Value:
@@ -92,7 +93,7 @@ def match_parts(t) -> Value:
     `selector_terms` bits. Stage 3 ANDs them (`.all()`): one AND tree of the
     terms (41 bits with 32-bit chunks) in one clock period was 5 LUT levels,
     too long on the 25F."""
-    n = 1 + 2 * (128 // SEL_CHUNK - 1)
+    n = ADDR_LE_TERMS
 
     def addr(a):
         return a[0] | (a[1] & le_combine(a[2:2 + n]) & le_combine(a[2 + n:2 + 2 * n]))

@@ -220,7 +220,7 @@ class SpdEngine(wiring.Component):
                 m.d.sync += [q_whole.eq(0), p_whole.eq(0), s_whole.eq(0), r_whole.eq(0), d_v.eq(0)]
                 with m.If(self.req.valid):
                     m.d.sync += [flow.eq(self.req.payload.flow), table.eq(req_table),
-                                 ridx.eq(0), didx.eq(0)]
+                                 ridx.eq(0)]
                     m.next = "SCAN"
             with m.State("SCAN"):
                 m.d.sync += [ridx.eq(ridx + 1), didx.eq(ridx), d_v.eq(1)]
