@@ -695,12 +695,14 @@ class PolicyCore(wiring.Component):
         # reaches only its `valid` and tag flip-flops (the latch op, the
         # SPD's flow source, the replay command), the table sees it a cycle
         # later; the rest of a request comes from registers that hold still
-        # until the answer (hw/valid_slice.py)
+        # until the answer (hw/valid_slice.py). The SAD, PAD and replay
+        # requests are each asked once and answered before the next: their
+        # slices are `answered` (always ready, the states that ask move on)
         slices = {}
         for name, port, tag in [("lq", latch.cmd, Op), ("sq", spd.req, 1), ("tq", tpl.req, 1),
                                 ("aq", sad.req, 1), ("pq", pad.req, 1),
                                 ("rq", replay.cmd, replay.cmd.payload.shape())]:
-            sl = ValidSlice(tag)
+            sl = ValidSlice(tag, answered=name in ("aq", "pq", "rq"))
             m.submodules[name + "_slice"] = sl
             m.d.comb += [port.valid.eq(sl.o.valid), sl.o.ready.eq(port.ready)]
             slices[name] = sl
@@ -956,8 +958,7 @@ class PolicyCore(wiring.Component):
             # a new inbound SA starts with a clear window (top = its `seq`)
             with m.State("SAD_INIT"):
                 m.d.comb += [rq.valid.eq(1), rq.payload.eq(rp_init)]
-                with m.If(rq.ready):
-                    m.next = "SAD_INIT_WAIT"
+                m.next = "SAD_INIT_WAIT"
             with m.State("SAD_INIT_WAIT"):
                 m.d.comb += replay.resp.ready.eq(1)
                 with m.If(replay.resp.valid):
@@ -1135,8 +1136,7 @@ class PolicyCore(wiring.Component):
             with m.State("CTR_TOP"):
                 m.d.comb += [rq.valid.eq(1), rq.payload.op.eq(ReplayOp.READ),
                              rq.payload.sa.eq(regs.ctr_read[:16])]
-                with m.If(rq.ready):
-                    m.next = "CTR_TOP_WAIT"
+                m.next = "CTR_TOP_WAIT"
             with m.State("CTR_TOP_WAIT"):
                 m.d.comb += replay.resp.ready.eq(1)
                 with m.If(replay.resp.valid):
@@ -1237,8 +1237,7 @@ class PolicyCore(wiring.Component):
                     m.next = "SAD_REQ"
             with m.State("SAD_REQ"):
                 m.d.comb += aq.valid.eq(1)
-                with m.If(aq.ready):
-                    m.next = "SAD_WAIT"
+                m.next = "SAD_WAIT"
             with m.State("SAD_WAIT"):
                 m.d.comb += sad.resp.ready.eq(1)
                 # the index is taken every cycle here, answer or not (timing:
@@ -1253,8 +1252,7 @@ class PolicyCore(wiring.Component):
             with m.State("RP_REQ"):
                 m.d.comb += [rq.valid.eq(1), rq.payload.op.eq(ReplayOp.CHECK),
                              rq.payload.sa.eq(sa_idx), rq.payload.seq.eq(res.seq)]
-                with m.If(rq.ready):
-                    m.next = "RP_WAIT"
+                m.next = "RP_WAIT"
             with m.State("RP_WAIT"):
                 m.d.comb += replay.resp.ready.eq(1)
                 # seq and gen taken every cycle here (timing: no replay-state-
@@ -1308,8 +1306,7 @@ class PolicyCore(wiring.Component):
             with m.State("DC_RECHECK"):
                 m.d.comb += [rq.valid.eq(1), rq.payload.op.eq(ReplayOp.CHECK),
                              rq.payload.sa.eq(meta.sa), rq.payload.seq.eq(meta.seq)]
-                with m.If(rq.ready):
-                    m.next = "DC_RECHECK_WAIT"
+                m.next = "DC_RECHECK_WAIT"
             with m.State("DC_RECHECK_WAIT"):
                 m.d.comb += replay.resp.ready.eq(1)
                 with m.If(replay.resp.valid):
@@ -1321,8 +1318,7 @@ class PolicyCore(wiring.Component):
             with m.State("DC_UPDATE"):
                 m.d.comb += [rq.valid.eq(1), rq.payload.op.eq(ReplayOp.UPDATE),
                              rq.payload.sa.eq(meta.sa), rq.payload.seq.eq(meta.seq)]
-                with m.If(rq.ready):
-                    m.next = "DC_UPDATE_WAIT"
+                m.next = "DC_UPDATE_WAIT"
             with m.State("DC_UPDATE_WAIT"):
                 m.d.comb += replay.resp.ready.eq(1)
                 with m.If(replay.resp.valid):
@@ -1342,8 +1338,7 @@ class PolicyCore(wiring.Component):
             with m.State("PAD"):
                 # PAD child-SA authorisation: may the SA's peer claim the remote address?
                 m.d.comb += pq.valid.eq(1)
-                with m.If(pq.ready):
-                    m.next = "PAD_WAIT"
+                m.next = "PAD_WAIT"
             with m.State("PAD_WAIT"):
                 m.d.comb += pad.resp.ready.eq(1)
                 with m.If(pad.resp.valid):

@@ -10,8 +10,8 @@ one entry per cycle, and stops at the first entry that covers the request,
 at the first invalid entry or at the last entry. No hit: the claim is refused
 (fail closed).
 
-Cost: (k + 1) x rows + 4 cycles for a hit at entry k; a miss costs (claims
-programmed + 1) x rows + 4 (the match is pipelined: two cycles more per
+Cost: (k + 1) x rows + 5 cycles for a hit at entry k; a miss costs (claims
+programmed + 1) x rows + 5 (the match is pipelined: three cycles more per
 lookup, not per entry).
 
 `rows` > 1 stores a claim as that many narrower RAM rows (hw/policy/folded.py):
@@ -24,7 +24,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..onehot import one_hot
 from .folded import FoldedTable
-from .selectors import le_combine, le_terms, pack
+from .selectors import ADDR_LE_TERMS, le_combine, le_terms, pack
 
 claim_layout = data.StructLayout({"valid": 1, "peer": 8, "v6": 1, "lo": 128, "hi": 128})
 
@@ -63,35 +63,46 @@ class PadClaims(wiring.Component):
         req = Signal(req_layout)
         ridx = Signal(ab + rb + 1)     # row addressed this cycle
         didx = Signal(ab + rb + 1)     # row on rp.data
-        # three stages: the entry is registered as it leaves the RAM (an ECP5
+        # four stages: the entry is registered as it leaves the RAM (an ECP5
         # EBR's clock-to-output leaves no room for logic), gives short
-        # compares (32-bit address chunks) to registers, and the cycle after
-        # combines and decides while the scan reads on (entries read past
-        # the decision are ignored)
+        # compares (16-bit address chunks, selectors.CHUNK) to registers,
+        # which combine into the bound tests the cycle after; the FSM
+        # decides on those while the scan reads on (entries read past the
+        # decision are ignored). Timing: 9b8761d's 25F report, a 32-bit
+        # chunk's compare from the entry register (-0.37 ns); the chunks'
+        # combine behind the compares' registers would be in the decision
         q_pend = Signal()
         q_idx = Signal(ab + 1)
         whole, e = t.assemble(m, didx)      # e: the entry, a cycle after `whole`
         m.d.sync += [q_idx.eq(didx[rb:]), q_pend.eq(whole)]
         t_peer = Signal()
-        t_lo = Signal(7)
-        t_hi = Signal(7)
+        t_lo = Signal(ADDR_LE_TERMS)
+        t_hi = Signal(ADDR_LE_TERMS)
+        t_valid = Signal()
+        t_pend = Signal()              # the term registers hold an entry
+        t_last = Signal()
+        t_index = Signal(ab + 1)
+        m.d.sync += [t_peer.eq((e.peer == req.peer) & (e.v6 == req.v6)),
+                     t_lo.eq(le_terms(e.lo, req.addr, 128)),
+                     t_hi.eq(le_terms(req.addr, e.hi, 128)),
+                     t_valid.eq(e.valid), t_last.eq(q_idx == self.capacity - 1), t_index.eq(q_idx),
+                     t_pend.eq(q_pend)]
+        p_peer, p_lo, p_hi = Signal(), Signal(), Signal()
         p_valid = Signal()
-        p_pend = Signal()              # the registers hold an entry
+        p_pend = Signal()              # the bound registers hold an entry
         p_last = Signal()
         p_index = Signal(ab + 1)
-        m.d.sync += [t_peer.eq((e.peer == req.peer) & (e.v6 == req.v6)),
-                     t_lo.eq(le_terms(e.lo, req.addr, 128)), t_hi.eq(le_terms(req.addr, e.hi, 128)),
-                     p_valid.eq(e.valid), p_last.eq(q_idx == self.capacity - 1), p_index.eq(q_idx),
-                     p_pend.eq(q_pend)]
+        m.d.sync += [p_peer.eq(t_peer), p_lo.eq(le_combine(t_lo)), p_hi.eq(le_combine(t_hi)),
+                     p_valid.eq(t_valid), p_last.eq(t_last), p_index.eq(t_index), p_pend.eq(t_pend)]
         covers = Signal()
-        m.d.comb += covers.eq(t_peer & le_combine(t_lo) & le_combine(t_hi))
+        m.d.comb += covers.eq(p_peer & p_lo & p_hi)
         resp = Signal(resp_layout)
         m.d.comb += self.resp.payload.eq(resp)
 
         with m.FSM() as fsm:
             with m.State("IDLE"):
                 m.d.comb += [self.req.ready.eq(~t.w_busy), rp.addr.eq(0)]
-                m.d.sync += [q_pend.eq(0), p_pend.eq(0)]
+                m.d.sync += [q_pend.eq(0), t_pend.eq(0), p_pend.eq(0)]
                 with m.If(self.req.valid & ~t.w_busy):
                     m.d.sync += [req.eq(self.req.payload), ridx.eq(1), didx.eq(0), resp.eq(0)]
                     m.next = "SCAN"

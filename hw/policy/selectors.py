@@ -35,22 +35,21 @@ selector_layout = data.StructLayout({
 })
 
 
-CHUNK = 32      # address compares are cut into chunks this wide (short carry chains)
-# the selectors' chunks (SPD rules, templates): 16 bits (timing: 70f03fc's
-# 25F report, a 32-bit chunk's compare after the rule RAM's output register
-# was five LUTs behind 3.8 ns of routing). The PAD keeps CHUNK: its compare
-# stage also combines the terms
-SEL_CHUNK = 16
+# address compares are cut into chunks this wide (short carry chains). 16
+# bits: timing, 70f03fc's 25F report for the selectors (a 32-bit chunk's
+# compare after the rule RAM's output register was five LUTs behind 3.8 ns
+# of routing) and 9b8761d's for the PAD (-0.37 ns from its entry register)
+CHUNK = 16
 
 
-def _chunks(v, width, chunk):
-    return [v[i:i + chunk] for i in range(0, width, chunk)]
+def _chunks(v, width):
+    return [v[i:i + CHUNK] for i in range(0, width, CHUNK)]
 
 
-def le_terms(a, b, width, chunk=CHUNK):
+def le_terms(a, b, width):
     """Per-chunk terms of a <= b: (lt, eq) of every chunk but the lowest, le of
     the lowest; combined by `le_combine`. Each term is one short compare."""
-    ac, bc = _chunks(a, width, chunk), _chunks(b, width, chunk)
+    ac, bc = _chunks(a, width), _chunks(b, width)
     terms = [ac[0] <= bc[0]]
     for x, y in zip(ac[1:], bc[1:]):
         terms += [x < y, x == y]
@@ -70,7 +69,7 @@ def selector_terms(sel, flow) -> Value:
     combining in the next cycle (`terms_match`) keeps 128-bit compares out of
     a single clock period."""
     def addr(s, v6, a):
-        return Cat(s.any, s.v6 == v6, le_terms(s.lo, a, 128, SEL_CHUNK), le_terms(a, s.hi, 128, SEL_CHUNK))
+        return Cat(s.any, s.v6 == v6, le_terms(s.lo, a, 128), le_terms(a, s.hi, 128))
 
     def port(s, valid, p):
         # the two 16-bit compares are terms of their own (timing: no logic
@@ -83,7 +82,7 @@ def selector_terms(sel, flow) -> Value:
                port(sel.remote_port, flow.ports_valid, flow.remote_port))
 
 
-ADDR_LE_TERMS = 1 + 2 * (128 // SEL_CHUNK - 1)    # le_terms' bits for one 128-bit bound
+ADDR_LE_TERMS = 1 + 2 * (128 // CHUNK - 1)    # le_terms' bits for one 128-bit bound
 TERM_BITS = 2 * (2 + 2 * ADDR_LE_TERMS) + 1 + 2 * 4
 
 

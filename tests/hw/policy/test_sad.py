@@ -25,7 +25,9 @@ SRCS = [ipaddress.ip_address(a) for a in ("203.0.113.5", "203.0.113.6", "2001:db
 # (which are zero-extended): only the IP version tells them apart
 LOOKALIKE_ADDRS = ADDRS + [ipaddress.ip_address("::192.0.2.1")]
 LOOKALIKE_SRCS = SRCS + [ipaddress.ip_address("::203.0.113.5")]
-SPIS = [0x100, 0x101, 0x102, 0x103]
+# the last two share their low 16 bits with the first two: only the
+# high half tells them apart (the rank stage tests the halves apart)
+SPIS = [0x100, 0x101, 0x10100, 0xC0DE0101]
 
 
 def _sa(rng, i):
