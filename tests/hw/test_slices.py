@@ -14,6 +14,14 @@ from latchnic.hw.skid import SkidBuffer
 from latchnic.hw.valid_slice import ValidSlice
 
 
+def _simulate(dut, *benches):
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    for b in benches:
+        sim.add_testbench(b)
+    sim.run()
+
+
 def _run(cls, seed, count, p_idle, p_stall):
     rng = random.Random(seed)
     dut = cls(16)
@@ -45,11 +53,7 @@ def _run(cls, seed, count, p_idle, p_stall):
             if valid and ready:
                 got.append(payload)
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(source)
-    sim.add_testbench(sink)
-    sim.run()
+    _simulate(dut, source, sink)
     assert got == words
     return cycles["n"]
 
@@ -107,9 +111,5 @@ def test_valid_slice_answered():
                 got.append(payload)
                 seen += 1
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(requester)
-    sim.add_testbench(table)
-    sim.run()
+    _simulate(dut, requester, table)
     assert got == words
