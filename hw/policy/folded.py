@@ -11,9 +11,11 @@ scan reads the rows on consecutive cycles) and R write cycles per entry.
     whole, entry = t.assemble(m, didx)   # didx: the row address on t.rp.data;
                                          # entry: the whole entry a cycle later
 
-A write starts in the cycle of `w_en` (row 0) and writes one further row
-per cycle (`w_busy` high meanwhile); the owner starts no lookup while
-`w_busy` and sends no second `w_en` before it drops.
+With `rows` > 1 a write's rows are written from registers, row 0 in the
+cycle after `w_en` and one further row per cycle; `w_busy` is high from the
+cycle after `w_en` until the last row is written (`rows` cycles). With one
+row the entry is written in the cycle of `w_en`. The owner starts no lookup
+while `w_busy` and sends no second `w_en` before it drops.
 
 Every row read is registered as it leaves the RAM (`word`, hw/ram.py: on
 ECP5 the EBR's own output register). The owner starts no lookup during a
@@ -43,17 +45,25 @@ class FoldedTable:
         if rows == 1:
             m.d.comb += [wp.addr.eq(w_index), wp.data.eq(wbits), wp.en.eq(w_en)]
             return
+        # the write port's address, data and enable are registers (timing:
+        # d9f828d's 25F report, the owner's w_en through the row address
+        # mux to the EBR's address pins, 5 ns of routing, -0.45; and the
+        # entry's data, 0 for a clear, into its data pins)
+        q_en, q_addr, q_data = Signal(), Signal(rb + ab), Signal(part)
+        m.d.comb += [wp.addr.eq(q_addr), wp.data.eq(q_data), wp.en.eq(q_en)]
+        m.d.sync += q_en.eq(0)
         rest = Signal(part * (rows - 1))    # rows still to write, row 1 first
-        row = Signal(rb)
+        row = Signal(rb + 1)                # the row queued next; `rows`: the last is being written
         base = Signal(ab)
         with m.If(w_en):
-            m.d.comb += [wp.addr.eq(Cat(Const(0, rb), w_index)), wp.data.eq(wbits[:part]), wp.en.eq(1)]
-            m.d.sync += [rest.eq(wbits[part:]), row.eq(1), base.eq(w_index), self.w_busy.eq(1)]
+            m.d.sync += [q_addr.eq(Cat(Const(0, rb), w_index)), q_data.eq(wbits[:part]), q_en.eq(1),
+                         rest.eq(wbits[part:]), row.eq(1), base.eq(w_index), self.w_busy.eq(1)]
         with m.Elif(self.w_busy):
-            m.d.comb += [wp.addr.eq(Cat(row, base)), wp.data.eq(rest[:part]), wp.en.eq(1)]
-            m.d.sync += [rest.eq(rest >> part), row.eq(row + 1)]
-            with m.If(row == rows - 1):
+            with m.If(row == rows):
                 m.d.sync += self.w_busy.eq(0)
+            with m.Else():
+                m.d.sync += [q_addr.eq(Cat(row[:rb], base)), q_data.eq(rest[:part]), q_en.eq(1),
+                             rest.eq(rest >> part), row.eq(row + 1)]
 
     def assemble(self, m, didx):
         """(whole, entry): `whole` when rp.data holds an entry's last row; in

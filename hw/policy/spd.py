@@ -25,7 +25,7 @@ Cost (request taken to answer offered, as `python -m latchnic.bench.policy
 --no-synth` measures it): k + 8 cycles for a first match at index k (rows =
 1; 2k + 9 with rows = 2); a miss costs (rules programmed) + 7 (2 x rules +
 7). The match is pipelined (the rule registered out of the RAM, then
-selectors.selector_terms / match_parts / their AND: no 128-bit compare and
+selectors.selector_terms / match_parts / match_all: no 128-bit compare and
 no 73-input AND in one clock period), which costs three cycles per lookup,
 not per rule; the RAM's address comes from registers only, which costs
 one more. One decision per packet.
@@ -38,7 +38,7 @@ from amaranth.lib.wiring import In, Out
 from ..onehot import one_hot
 from ..ram import block_ram, read_register
 from .folded import assemble_rows
-from .selectors import (MATCH_PARTS, TERM_BITS, encode_selectors, flow_layout, match_parts,
+from .selectors import (MATCH_PARTS, TERM_BITS, encode_selectors, flow_layout, match_all, match_parts,
                         pack, selector_layout, selector_terms)
 
 
@@ -194,9 +194,9 @@ class SpdEngine(wiring.Component):
         p_index = Signal(ab)
         m.d.sync += [terms.eq(selector_terms(q_rule.sel, flow)), p_rule.eq(q_rule), p_whole.eq(q_whole),
                      p_last.eq(q_last), p_index.eq(q_index)]
-        # stage 3: the selector's five parts registered, with the rule's
-        # answer (timing: the terms' combine and the decision's load enables
-        # in one cycle were 9-10 ns on the 25F); stage 4: their AND (one AND
+        # stage 3: the selector's parts registered, with the rule's answer
+        # (timing: the terms' combine and the decision's load enables in one
+        # cycle were 9-10 ns on the 25F); stage 4: the match of them (one AND
         # tree of all the terms was 8.7 ns routed). One cycle each per
         # lookup, not per rule
         parts, s_whole, s_last, s_valid = Signal(MATCH_PARTS), Signal(), Signal(), Signal()
@@ -208,7 +208,7 @@ class SpdEngine(wiring.Component):
                      s_resp.pin_peer.eq(p_rule.pin_peer), s_resp.peer.eq(p_rule.peer)]
         r_hit, r_whole, r_last, r_valid = Signal(name="spd_hit"), Signal(), Signal(), Signal()
         r_resp = Signal(resp_layout)
-        m.d.sync += [r_hit.eq(parts.all()), r_whole.eq(s_whole), r_last.eq(s_last),
+        m.d.sync += [r_hit.eq(match_all(parts)), r_whole.eq(s_whole), r_last.eq(s_last),
                      r_valid.eq(s_valid), r_resp.eq(s_resp)]
         resp = Signal(resp_layout)
         m.d.comb += self.resp.payload.eq(resp)

@@ -396,6 +396,28 @@ async def latching_scenarios(dut):
     L = (False, "203.0.113.5", "tcp", 22, 5555)
     await pstep("alice-in", L, "S", 3, "forward", latched=True)            # inbound SYN: listener
     await pstep("bob-in", L, "A", 3, "drop", "latch_peer", latched=True)   # template clones alice
+    # a connection's end: a FIN one way leaves the latch ESTABLISHED (the
+    # latches compared), the FIN the other way then closes it (TIME_WAIT);
+    # once with the inbound FIN first, once with the outbound
+    async def states(flow, want):
+        # the flow's latch state, gateware and model (list_latches leaves
+        # the model's events for the check at the end)
+        port = flow[3]
+        got = [l["state"] for l in await tb.drv.call("latches") if l["local_port"] == port]
+        assert got == [l.state for l in model.list_latches() if l.flow.local_port == port] == [want]
+
+    C = (False, "203.0.113.5", "tcp", 40003, 443)
+    await step("out", C, "S", 3, "forward", latched=True)                  # clone
+    await pstep("alice-in", C, "FA", 3, "forward", latched=True)
+    await states(C, "ESTABLISHED")
+    await step("out", C, "FA", 3, "forward", latched=True)
+    await states(C, "TIME_WAIT")
+    D = (False, "203.0.113.5", "tcp", 40004, 443)
+    await step("out", D, "S", 3, "forward", latched=True)                  # clone
+    await step("out", D, "FA", 3, "forward", latched=True)
+    await states(D, "ESTABLISHED")
+    await pstep("alice-in", D, "FA", 3, "forward", latched=True)
+    await states(D, "TIME_WAIT")
     await pstep("carol-ah-in", (False, "203.0.113.9", "tcp", 40010, 80), "A", 3, "drop", "pad_claim",
                 latched=False)                                             # carol may not claim it
     await pstep("bob-in", (False, "198.51.100.7", "tcp", 40010, 80), "A", 3, "drop", "spd_mismatch",
@@ -462,7 +484,7 @@ async def latching_scenarios(dut):
     events = model_events(model, model.drain_events(), timers=True)
     same_events(events, await tb.drain_events())
     causes = [e["cause"] for e in events]
-    for need in ("clone", "rst", "config_applied", "timer"):
+    for need in ("clone", "rst", "fin", "config_applied", "timer"):
         assert need in causes, causes
     await tb.check_counters(model, slots)
     await compare(tb.drv, model, dut._log)
