@@ -364,19 +364,25 @@ class PolicyCore(wiring.Component):
         m.d.sync += gen_q.eq(gen_rp.data)
         m.d.comb += self.verdict.payload.eq(v)
         entry = Signal(entry_layout)            # the latch being tracked / written
-        # entry.flow (300 of its 357 bits) is taken from every latch answer,
-        # whatever the state (timing: no FSM-decoded enable on it). Every
-        # answer is the slot the FSM works on next: a swept or released slot
-        # is written back with its own flow, an INSERT keys on cmd.flow.
-        # The FSM's loads (load_entry) set the other fields.
-        with m.If(latch.resp.valid):
-            m.d.sync += entry.flow.eq(latch.resp.payload.entry.flow)
 
         def load_entry(src=None):
             """`entry`'s fields but flow from `src` (None: zero, a FREE slot)."""
             return [getattr(entry, n).eq(0 if src is None else getattr(src, n))
                     for n, _f in entry_layout if n != "flow"]
         slot = Signal(16)
+        # `entry` and `slot` are taken from every latch answer, whatever the
+        # state (timing: no FSM-decoded enable on their ~370 flip-flops;
+        # d9f828d's 25F report, the answer's `valid` through the next-state
+        # logic into those enables, 7.3 ns of routing, -0.79). Every answer
+        # is the slot the FSM works on next (a READ or WRITE answers its
+        # command's slot): a swept or released slot is written back with its
+        # own flow, an INSERT keys on cmd.flow. The FSM's own loads below (a
+        # new latch, a slot written FREE, TRACK's and the sweep's changes)
+        # come later in the code and win. Answers taken by FINISH (a frame
+        # dropped with its lookups in flight) leave have_latch clear, so the
+        # verdict does not read `slot`.
+        with m.If(latch.resp.valid):
+            m.d.sync += [entry.eq(latch.resp.payload.entry), slot.eq(latch.resp.payload.slot)]
         have_latch = Signal()                   # latch_seen (verdict.latch)
         ev = Signal(event_layout)
         # ev_push: a register, set by event() for the *_EV state that follows
@@ -998,7 +1004,6 @@ class PolicyCore(wiring.Component):
             with m.State("RC_READ_WAIT"):
                 m.d.comb += latch.resp.ready.eq(1)
                 with m.If(latch.resp.valid):
-                    m.d.sync += load_entry(latch.resp.payload.entry)
                     with m.If(~latch.resp.payload.hit
                               | (latch.resp.payload.entry.state == LatchState.TIME_WAIT)):
                         m.next = "RC_NEXT"
@@ -1393,8 +1398,7 @@ class PolicyCore(wiring.Component):
                 m.d.comb += sa_rp.addr.eq(Mux(s_done, sres.sa, spd.resp.payload.sa))
                 each_once(collect)
                 with m.If(latch.resp.valid & ~l_done):
-                    m.d.sync += [lres.eq(latch.resp.payload), have_latch.eq(latch.resp.payload.hit),
-                                 *load_entry(latch.resp.payload.entry), slot.eq(latch.resp.payload.slot)]
+                    m.d.sync += [lres.eq(latch.resp.payload), have_latch.eq(latch.resp.payload.hit)]
                 with m.If(s_done):
                     m.d.sync += sa_ready.eq(1)
                 with m.If(l_done & s_done & t_done & sa_ready):
@@ -1490,7 +1494,7 @@ class PolicyCore(wiring.Component):
                 m.d.comb += latch.resp.ready.eq(1)
                 with m.If(latch.resp.valid):
                     lr = latch.resp.payload
-                    m.d.sync += [*load_entry(lr.entry), slot.eq(lr.slot), have_latch.eq(1)]
+                    m.d.sync += have_latch.eq(1)
                     # a new latch counts from 0
                     m.d.comb += [lctr_wp.en.eq(1), lctr_wp.addr.eq(lr.slot), lctr_wp.data.eq(0)]
                     event(LatchState.FREE, LatchState.ESTABLISHED, Cause.CLONE, slot_v=lr.slot,
