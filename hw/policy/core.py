@@ -344,24 +344,33 @@ class PolicyCore(wiring.Component):
         sa = Signal(sa_layout)
         sa_valid = Signal()
         sa_idx = Signal(16)
+        sad_hit = Signal()                      # the SAD's answer, for SAD_GOT
         v = Signal(verdict_layout)
         # per-SA-slot generation (GEN_BITS above): LUT RAM (an asynchronous
-        # read port: no block RAM, the 25F has none to spare), one read port
-        # registered into gen_q. Its address is the frame's SA slot while
-        # the FSM is busy, the TBL_COMMIT index in IDLE: COMMIT is entered
-        # only from IDLE, so gen_q holds the committed slot's generation there
-        # (read-modify-write: registered output + 1 into the write port).
-        # A frame's first pass: SAD_WAIT sets sa_idx, RP_REQ reads, RP_WAIT
-        # gives gen_q out with CRYPTO. Second pass: DECAP sets sa_idx =
-        # meta.sa, DC_SA_READ reads, DC_SA_GOT registers the compare (gen_ok),
-        # DC_SA_CHECK decides on that bit.
-        m.submodules.genmem = genmem = Memory(shape=GEN_BITS, depth=p.sas, init=[])
-        gen_wp = genmem.write_port()
-        gen_rp = genmem.read_port(domain="comb")
-        gen_q = Signal(GEN_BITS)
+        # read port: no block RAM, the 25F has none to spare), in two copies
+        # written alike (a few LUTs each): one read at the frame's SA slot
+        # into gen_f, one at the TBL_COMMIT index into gen_c (timing:
+        # d9f828d's 25F report, sa_idx through one copy's address mux into
+        # its output register, -0.54). COMMIT writes gen_c + 1 back; the
+        # commit word is written two cycles or more before COMMIT. The
+        # frame's copy is read at a registered address: the second pass's
+        # slot (meta.sa) from TAKE on, the first pass's (sa_idx, set by
+        # SAD_WAIT) from RP_REQ on, so gen_f holds the slot's generation
+        # from two cycles after: in RP_WAIT's answer (the replay windows
+        # take longer), and long before DC_SA_GOT registers its compare
+        # (gen_ok) for DC_SA_CHECK.
+        gen_wps = []
+        gen_f, gen_c = Signal(GEN_BITS), Signal(GEN_BITS)
+        gen_addr = Signal(16)
+        m.d.sync += gen_addr.eq(Mux(meta.decap, meta.sa, sa_idx))
+        for name, addr, out in (("genmem", gen_addr, gen_f), ("genmem_c", commit[0:16], gen_c)):
+            mem = Memory(shape=GEN_BITS, depth=p.sas, init=[])
+            m.submodules[name] = mem
+            gen_wps.append(mem.write_port())
+            rp = mem.read_port(domain="comb")
+            m.d.comb += rp.addr.eq(addr)
+            m.d.sync += out.eq(rp.data)
         gen_ok = Signal()
-        m.d.comb += gen_rp.addr.eq(Mux(busy, sa_idx, commit[0:16]))
-        m.d.sync += gen_q.eq(gen_rp.data)
         m.d.comb += self.verdict.payload.eq(v)
         entry = Signal(entry_layout)            # the latch being tracked / written
 
@@ -647,9 +656,10 @@ class PolicyCore(wiring.Component):
         rc_found = Signal()
         rc_healthy_out = Signal()
         rc_sa = Signal(range(p.sas + 2))
-        rc_pipe = Signal(3)
+        rc_pipe = Signal(4)
         rc_idx = [Signal(range(p.sas + 2), name=f"rc_idx{i}") for i in range(2)]
         rc_match, rc_last = Signal(), Signal()
+        rc_mparts, rc_last0 = Signal(3), Signal()
         rc_out_parts = Signal(4)
         m.d.sync += rc_healthy_out.eq(rc_out_parts.all())
         # timer events (CTRL.timer_events): the earliest deadline armed since
@@ -824,7 +834,7 @@ class PolicyCore(wiring.Component):
         cw_index = Signal(16)
         cw_data = Signal(len(stage))
         cw_inbound = Signal()
-        cw_gen = Signal(GEN_BITS)       # the committed SA slot's next generation (gen_q in COMMIT)
+        cw_gen = Signal(GEN_BITS)       # the committed SA slot's next generation (gen_c in COMMIT)
         cw_spd, cw_tpl, cw_pad, cw_sad, cw_swap = (Signal(name=f"cw_{n}")
                                                    for n in ("spd", "tpl", "pad", "sad", "swap"))
         # CLEAR writes zeros; its test is registered first (timing:
@@ -835,7 +845,7 @@ class PolicyCore(wiring.Component):
         cw_clear = Signal()
         m.d.sync += cw_clear.eq(c_op == CLEAR)
         m.d.sync += [cw_index.eq(c_index), cw_data.eq(Mux(cw_clear, 0, stage)),
-                     cw_inbound.eq(c_table == TABLES["spd_in"]), cw_gen.eq(gen_q + 1),
+                     cw_inbound.eq(c_table == TABLES["spd_in"]), cw_gen.eq(gen_c + 1),
                      cw_spd.eq(0), cw_tpl.eq(0), cw_pad.eq(0), cw_sad.eq(0), cw_swap.eq(0)]
         cw_sad_stage = data.View(sad_stage_layout(), cw_data[:sad_stage_layout().size])
         m.d.comb += [spd.w_en.eq(cw_spd), spd.w_inbound.eq(cw_inbound), spd.w_index.eq(cw_index),
@@ -844,7 +854,8 @@ class PolicyCore(wiring.Component):
                      tpl.w_en.eq(cw_tpl), tpl.w_index.eq(cw_index), tpl.w_data.eq(cw_data[:rule_layout.size]),
                      pad.w_en.eq(cw_pad), pad.w_index.eq(cw_index), pad.w_data.eq(cw_data[:claim_layout.size]),
                      sad.w_en.eq(cw_sad), sad.w_index.eq(cw_index), sad.w_data.eq(cw_sad_stage.sel.as_value()),
-                     gen_wp.en.eq(cw_sad), gen_wp.addr.eq(cw_index), gen_wp.data.eq(cw_gen)]
+                     *(x for wp in gen_wps for x in (wp.en.eq(cw_sad), wp.addr.eq(cw_index),
+                                                          wp.data.eq(cw_gen)))]
         # the SA word written back, a cycle after the state that decided it
         # (timing): a commit's, or SEND's with the next sequence number
         sa_next = Signal(sa_layout)     # `sa` with seq + 1, every cycle
@@ -1032,16 +1043,19 @@ class PolicyCore(wiring.Component):
             with m.State("RC_IN_SCAN"):
                 # one inbound SA read per cycle; rc_pipe[1] / rc_idx[1] say
                 # which SA sa_q holds (two cycles behind the address); its
-                # test is registered (rc_match, rc_last: timing, no RAM
-                # output into the FSM) and decided a cycle later (rc_pipe[2])
+                # tests are registered in three parts (rc_mparts: timing,
+                # f1e913d's 25F report, the whole test from the RAM's output
+                # was five LUTs, -1.23), combined into rc_match a cycle
+                # later and decided the cycle after (rc_pipe[3])
                 m.d.comb += sa_rp.addr.eq(rc_sa)
                 d = sa_q
-                m.d.sync += [rc_sa.eq(rc_sa + 1), rc_pipe.eq(Cat(rc_sa < p.sas, rc_pipe[:2])),
+                m.d.sync += [rc_sa.eq(rc_sa + 1), rc_pipe.eq(Cat(rc_sa < p.sas, rc_pipe[:3])),
                              rc_idx[0].eq(rc_sa), rc_idx[1].eq(rc_idx[0]),
-                             rc_match.eq(d.valid & ~d.out & (d.peer == entry.peer)
-                                         & qop_satisfies(d, entry.qop)),
-                             rc_last.eq(rc_idx[1] == p.sas - 1)]
-                with m.If(rc_pipe[2]):
+                             rc_mparts.eq(Cat(d.valid & ~d.out, d.peer == entry.peer,
+                                              qop_satisfies(d, entry.qop))),
+                             rc_match.eq(rc_mparts.all()),
+                             rc_last0.eq(rc_idx[1] == p.sas - 1), rc_last.eq(rc_last0)]
+                with m.If(rc_pipe[3]):
                     with m.If(rc_match):
                         m.d.sync += rc_found.eq(1)
                         m.next = "RC_DECIDE"
@@ -1270,13 +1284,18 @@ class PolicyCore(wiring.Component):
                 m.d.comb += sad.resp.ready.eq(1)
                 # the index is taken every cycle here, answer or not (timing:
                 # no SAD-state-decoded enable); it counts only with sa_valid
-                m.d.sync += sa_idx.eq(sad.resp.payload.index)
+                m.d.sync += [sa_idx.eq(sad.resp.payload.index), sad_hit.eq(sad.resp.payload.hit)]
                 with m.If(sad.resp.valid):
-                    with m.If(~sad.resp.payload.hit):
-                        drop("no_sa")
-                    with m.Else():
-                        m.d.sync += sa_valid.eq(1)
-                        m.next = "RP_REQ"
+                    m.next = "SAD_GOT"
+            with m.State("SAD_GOT"):
+                # the answer decided a cycle after it came (timing: f1e913d's
+                # 25F report, the SAD's answer 4.6 ns away through the drop
+                # and next-state logic, -1.27)
+                with m.If(~sad_hit):
+                    drop("no_sa")
+                with m.Else():
+                    m.d.sync += sa_valid.eq(1)
+                    m.next = "RP_REQ"
             with m.State("RP_REQ"):
                 m.d.comb += [rq.valid.eq(1), rq.payload.op.eq(ReplayOp.CHECK),
                              rq.payload.sa.eq(sa_idx), rq.payload.seq.eq(res.seq)]
@@ -1286,7 +1305,7 @@ class PolicyCore(wiring.Component):
                 # seq and gen taken every cycle here (timing: no replay-state-
                 # decoded enable); a verdict's seq/gen mean something only
                 # with CRYPTO (and an outbound FORWARD's seq, set in SEND)
-                m.d.sync += [v.seq.eq(replay.resp.payload.seq), v.gen.eq(gen_q)]
+                m.d.sync += [v.seq.eq(replay.resp.payload.seq), v.gen.eq(gen_f)]
                 with m.If(replay.resp.valid):
                     with m.If(~replay.resp.payload.ok):
                         drop("replay")
@@ -1313,7 +1332,7 @@ class PolicyCore(wiring.Component):
             with m.State("DC_SA_READ"):
                 m.next = "DC_SA_GOT"             # the SA word on its way to sa_q
             with m.State("DC_SA_GOT"):
-                m.d.sync += [sa.eq(sa_q), gen_ok.eq(gen_q == meta.gen)]
+                m.d.sync += [sa.eq(sa_q), gen_ok.eq(gen_f == meta.gen)]
                 m.next = "DC_SA_CHECK"
             with m.State("DC_SA_CHECK"):
                 with m.If(~gen_ok | ~sa.valid | sa.out):

@@ -78,10 +78,12 @@ class SadLookup(wiring.Component):
         req = Signal(req_layout)
         d_v = Signal()                         # rp.data holds a row the scan asked for
         didx = Signal(ab + rb + 1)             # its row address
-        # three stages: the entry is registered as it leaves the RAM (an ECP5
+        # four stages: the entry is registered as it leaves the RAM (an ECP5
         # EBR's clock-to-output leaves no room for logic), gives its compares
-        # (SPI, 128-bit dst and src equality) to registers, and the cycle
-        # after ranks it and decides while the scan reads on
+        # (SPI, 128-bit dst and src equality) to registers, the cycle after
+        # ranks it into registers, and the next decides while the scan reads
+        # on (timing: f1e913d's 25F report, the rank and the decision in one
+        # cycle were five LUTs into the answer's enables and the FSM, -1.16)
         q_pend = Signal()
         q_idx = Signal(ab + 1)
         whole, e = t.assemble(m, didx)      # e: the entry, a cycle after `whole`
@@ -118,10 +120,12 @@ class SadLookup(wiring.Component):
         rank = Signal(2)
         m.d.comb += [match.eq(same & spi_hi & (wants_spi | dst_eq.all() & (wants_dst | wants_both & src_eq.all()))),
                      rank.eq(Cat(wants_dst, wants_both))]
+        r_pend, r_match, r_rank, r_idx = Signal(), Signal(), Signal(2), Signal(ab + 1)
+        m.d.sync += [r_pend.eq(p_pend), r_match.eq(match), r_rank.eq(rank), r_idx.eq(p_idx)]
         resp = Signal(resp_layout)
         m.d.comb += self.resp.payload.eq(resp)
         better = Signal()
-        m.d.comb += better.eq(match & (~resp.hit | (rank > resp.rank)))
+        m.d.comb += better.eq(r_match & (~resp.hit | (r_rank > resp.rank)))
 
         # start: a request is taken (in IDLE, whose read address is slot 0);
         # then SCAN until `done`
@@ -129,23 +133,23 @@ class SadLookup(wiring.Component):
         start = Signal()
         done = Signal()
         if self.rows == 1:
-            self._scan_rows(m, rp, top, idle, start, d_v, didx, p_pend, p_idx, done)
+            self._scan_rows(m, rp, top, idle, start, d_v, didx, r_pend, r_idx, done)
         else:
-            self._scan_column(m, platform, rp, top, req, idle, start, d_v, didx, q_pend, done)
+            self._scan_column(m, platform, rp, top, req, idle, start, d_v, didx, q_pend | p_pend, done)
 
         with m.FSM() as fsm:
             with m.State("IDLE"):
                 m.d.comb += [idle.eq(1), self.req.ready.eq(~w_busy)]
-                m.d.sync += [q_pend.eq(0), p_pend.eq(0), same.eq(0)]
+                m.d.sync += [q_pend.eq(0), p_pend.eq(0), same.eq(0), r_pend.eq(0), r_match.eq(0)]
                 with m.If(self.req.valid & ~w_busy):
                     m.d.comb += start.eq(1)
                     m.d.sync += [req.eq(self.req.payload), resp.eq(0)]
                     m.next = "SCAN"
             with m.State("SCAN"):
                 with m.If(better):
-                    m.d.sync += [resp.hit.eq(1), resp.rank.eq(rank), resp.index.eq(p_idx)]
+                    m.d.sync += [resp.hit.eq(1), resp.rank.eq(r_rank), resp.index.eq(r_idx)]
                 # the first rank-2 match in slot order is the answer
-                with m.If((better & (rank == 2)) | done):
+                with m.If((better & (r_rank == 2)) | done):
                     m.next = "RESP"
             with m.State("RESP"):
                 m.d.comb += self.resp.valid.eq(1)
@@ -154,15 +158,15 @@ class SadLookup(wiring.Component):
         one_hot(fsm)        # IDLE, in the request's `ready`, is one flip-flop (hw/onehot.py)
         return m
 
-    def _scan_rows(self, m, rp, top, idle, start, d_v, didx, p_pend, p_idx, done):
+    def _scan_rows(self, m, rp, top, idle, start, d_v, didx, r_pend, r_idx, done):
         """One row per entry: read every slot's entry, one per cycle, up to `top`."""
         ridx = Signal.like(didx)               # slot addressed this cycle
-        m.d.comb += [rp.addr.eq(Mux(idle, 0, ridx)), done.eq(p_pend & (p_idx == top))]
+        m.d.comb += [rp.addr.eq(Mux(idle, 0, ridx)), done.eq(r_pend & (r_idx == top))]
         m.d.sync += [ridx.eq(ridx + 1), didx.eq(Mux(idle, 0, ridx)), d_v.eq(1)]
         with m.If(start):
             m.d.sync += ridx.eq(1)
 
-    def _scan_column(self, m, platform, rp, top, req, idle, start, d_v, didx, q_pend, done):
+    def _scan_column(self, m, platform, rp, top, req, idle, start, d_v, didx, staged, done):
         """`rows` rows per entry: the (valid, ah, spi) column is scanned one
         slot per cycle; only the slots it matches (candidates) have their
         rows read, in slot order (the tie rule), while the column scan runs
@@ -225,8 +229,9 @@ class SadLookup(wiring.Component):
         m.d.comb += rp.addr.eq(Cat(r_row, r_idx))
         m.d.sync += [d_v.eq(r_busy), didx.eq(Cat(r_row, r_idx))]
 
-        # nothing left but the entry being ranked this cycle
-        m.d.comb += done.eq(~c_more & ~c1_v & ~c2_v & ~c3_v & (level == 0) & ~r_busy & ~d_v & ~q_pend)
+        # nothing left but the entry decided on this cycle (`staged`: one in
+        # the compare or rank stage)
+        m.d.comb += done.eq(~c_more & ~c1_v & ~c2_v & ~c3_v & (level == 0) & ~r_busy & ~d_v & ~staged)
 
         with m.If(start):
             # slot 0 read now; nothing of an earlier lookup (stopped early) stays in flight

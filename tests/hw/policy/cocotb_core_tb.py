@@ -582,6 +582,13 @@ async def sa_replaced_between_passes(dut):
     commits = await tb.rd(regs.TBL_COMMITS)
     await tb.drv.call("apply", cfg)
     assert await tb.rd(regs.TBL_COMMITS) > commits
+    # and a first pass on another SA (another slot, another generation) in
+    # between: the second pass reads its own slot's generation, not the one
+    # the last first pass read
+    fb = Peers(cfg).frame(rng, (False, "203.0.113.5", "tcp", 40021, 80), "A", name="bob-in",
+                          kind="fresh")
+    pb = await tb.frame(True, fb, 3)
+    assert pb["action"] == 2 and pb["sa"] != slot and pb["gen"] != p2["gen"], (pb, p2)
     v = await second_pass(p2)
     assert (v["action"], v["sa_valid"], v["sa"]) == (0, 1, slot), v
     c = await tb.counters(slot, False)

@@ -110,10 +110,10 @@ def _shared_sa(rng, i):
 
 def _bound(rows, slots, top, proto, spi, dst, src):
     """Cycles from the request's to the response's that the lookup may take:
-    (top + 1) + 3 with one row per entry; with a column, (top + 1) + rows per
-    SPI candidate visited (up to the first (SPI, dst, src) match) + 7."""
+    (top + 1) + 4 with one row per entry; with a column, (top + 1) + rows per
+    SPI candidate visited (up to the first (SPI, dst, src) match) + 8."""
     if rows == 1:
-        return top + 1 + 3
+        return top + 1 + 4
     cands = 0
     for s in slots:
         if s is None or s.proto != proto or s.spi != spi:
@@ -122,7 +122,7 @@ def _bound(rows, slots, top, proto, spi, dst, src):
         if (s.dst is not None and s.dst.version == dst.version and s.dst == dst
                 and s.src is not None and s.src == src):
             break
-    return top + 1 + rows * cands + 7
+    return top + 1 + rows * cands + 8
 
 
 @pytest.mark.parametrize("rows", [1, 2, 4])
