@@ -406,18 +406,19 @@ async def latching_scenarios(dut):
         got = [l["state"] for l in await tb.drv.call("latches") if l["local_port"] == port]
         assert got == [l.state for l in model.list_latches() if l.flow.local_port == port] == [want]
 
-    C = (False, "203.0.113.5", "tcp", 40003, 443)
-    await step("out", C, "S", 3, "forward", latched=True)                  # clone
-    await pstep("alice-in", C, "FA", 3, "forward", latched=True)
-    await states(C, "ESTABLISHED")
-    await step("out", C, "FA", 3, "forward", latched=True)
-    await states(C, "TIME_WAIT")
-    D = (False, "203.0.113.5", "tcp", 40004, 443)
-    await step("out", D, "S", 3, "forward", latched=True)                  # clone
-    await step("out", D, "FA", 3, "forward", latched=True)
-    await states(D, "ESTABLISHED")
-    await pstep("alice-in", D, "FA", 3, "forward", latched=True)
-    await states(D, "TIME_WAIT")
+    async def fin(side, fl):
+        if side == "in":
+            await pstep("alice-in", fl, "FA", 3, "forward", latched=True)
+        else:
+            await step("out", fl, "FA", 3, "forward", latched=True)
+
+    for port, side1, side2 in ((40003, "in", "out"), (40004, "out", "in")):
+        fl = (False, "203.0.113.5", "tcp", port, 443)
+        await step("out", fl, "S", 3, "forward", latched=True)            # clone
+        await fin(side1, fl)
+        await states(fl, "ESTABLISHED")
+        await fin(side2, fl)
+        await states(fl, "TIME_WAIT")
     await pstep("carol-ah-in", (False, "203.0.113.9", "tcp", 40010, 80), "A", 3, "drop", "pad_claim",
                 latched=False)                                             # carol may not claim it
     await pstep("bob-in", (False, "198.51.100.7", "tcp", 40010, 80), "A", 3, "drop", "spd_mismatch",
