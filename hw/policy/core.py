@@ -853,9 +853,9 @@ class PolicyCore(wiring.Component):
                      spd.swap.eq(cw_swap), spd.swap_inbound.eq(cw_inbound),
                      tpl.w_en.eq(cw_tpl), tpl.w_index.eq(cw_index), tpl.w_data.eq(cw_data[:rule_layout.size]),
                      pad.w_en.eq(cw_pad), pad.w_index.eq(cw_index), pad.w_data.eq(cw_data[:claim_layout.size]),
-                     sad.w_en.eq(cw_sad), sad.w_index.eq(cw_index), sad.w_data.eq(cw_sad_stage.sel.as_value()),
-                     *(x for wp in gen_wps for x in (wp.en.eq(cw_sad), wp.addr.eq(cw_index),
-                                                          wp.data.eq(cw_gen)))]
+                     sad.w_en.eq(cw_sad), sad.w_index.eq(cw_index), sad.w_data.eq(cw_sad_stage.sel.as_value())]
+        for wp in gen_wps:              # both generation copies, written alike
+            m.d.comb += [wp.en.eq(cw_sad), wp.addr.eq(cw_index), wp.data.eq(cw_gen)]
         # the SA word written back, a cycle after the state that decided it
         # (timing): a commit's, or SEND's with the next sequence number
         sa_next = Signal(sa_layout)     # `sa` with seq + 1, every cycle
