@@ -72,9 +72,9 @@ def target_core(target: str):
 
 
 def synthesize(target: str, timeout: int = 900, fresh: bool = False, outreg: bool = True,
-               seed: int = 1) -> dict:
+               seed: int = 1, extra_flags: tuple = ()) -> dict:
     """Resources and Fmax of the core at one target's capacity (bench/ecp5.py;
-    `seed`: nextpnr's placer seed)."""
+    `seed`: nextpnr's placer seed, `extra_flags`: more nextpnr arguments)."""
     from latchnic.toolchain import build_dir
     from .ecp5 import synthesize as synth
 
@@ -82,7 +82,8 @@ def synthesize(target: str, timeout: int = 900, fresh: bool = False, outreg: boo
     core = target_core(target)
     return {"target": target, "spd_rules": rules, "latch_capacity": cap, "ways": ways,
             "latch_capacity_v6": cap6, "latch_counters": lctr, "sad_pad_rows": rows} | synth(
-        core, build_dir(f"synth_policy_{target}"), flags, freq, timeout, fresh, outreg=outreg, seed=seed)
+        core, build_dir(f"synth_policy_{target}"), flags, freq, timeout, fresh, outreg=outreg, seed=seed,
+        extra_flags=list(extra_flags))
 
 
 def components() -> dict:
@@ -507,6 +508,9 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=1,
                     help="nextpnr placer seed for the --target runs (default 1; the figures in "
                          "docs/policy-core.md are seed 1 unless they say otherwise)")
+    ap.add_argument("--nextpnr-arg", action="append", default=[], metavar="ARG",
+                    help="one more nextpnr argument for the --target runs (repeatable; a flag "
+                         "with a value is two: --nextpnr-arg=--router --nextpnr-arg=router2)")
     ap.add_argument("--no-outreg", action="store_true",
                     help="do not fold the FFs after block RAM read ports into the EBR output "
                          "registers (boards/ecp5_outreg.py)")
@@ -555,9 +559,10 @@ def main(argv=None) -> int:
             print(f"== synthesis {target}: {' '.join(flags)}, {rules} SPD rules/direction, "
                   f"{capacity_text(cap, ways, cap6)}, per-latch counters {'yes' if lctr else 'no'}, "
                   f"SAD/PAD RAM rows {rows}, "
-                  f"clock constraint {freq} MHz, nextpnr seed {a.seed}")
+                  f"clock constraint {freq} MHz, nextpnr seed {a.seed}"
+                  + "".join(f" {arg}" for arg in a.nextpnr_arg))
             syn = run_and_report(lambda: synthesize(target, a.timeout, outreg=not a.no_outreg,
-                                                    seed=a.seed), freq)
+                                                    seed=a.seed, extra_flags=a.nextpnr_arg), freq)
             report_rate(core, syn or {})
     for name in a.component or []:
         freq = TARGETS["25f"][1]
