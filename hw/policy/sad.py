@@ -137,29 +137,23 @@ class SadLookup(wiring.Component):
         else:
             self._scan_column(m, platform, rp, top, req, idle, start, d_v, didx, q_pend | p_pend, done)
 
-        # the answer is cleared in the first SCAN cycle, from a flip-flop
-        # (`started`), not in the cycle a request is taken: the request's
-        # `valid` comes from the core's slice, and with its decode it reached
-        # the answer's 19 enables across the chip (timing: 1b4e50d's 25F
-        # report, -1.40 / -0.60 / -0.47). Nothing reads the answer before
-        # RESP, and `better` is 0 in that cycle (r_match was cleared in IDLE)
-        started = Signal()
-        m.d.sync += started.eq(start)
         with m.FSM() as fsm:
             with m.State("IDLE"):
                 m.d.comb += [idle.eq(1), self.req.ready.eq(~w_busy)]
                 m.d.sync += [q_pend.eq(0), p_pend.eq(0), same.eq(0), r_pend.eq(0), r_match.eq(0)]
-                # the request's payload comes from registers that hold
-                # still until the answer: loaded every idle cycle, so the
-                # 290 load enables are the state's flip-flop, not `valid`
-                m.d.sync += req.eq(self.req.payload)
+                # the request is loaded and the answer cleared in every idle
+                # cycle, the one that takes a request among them: `valid`
+                # (the core's slice) reaches only the next state, not ~310
+                # load enables (timing: 1b4e50d's 25F report, -1.40 / -0.60 /
+                # -0.47, and the slice's own loop, -0.57). The request comes
+                # from registers that hold still until the answer; the answer
+                # is read only in RESP
+                m.d.sync += [req.eq(self.req.payload), resp.eq(0)]
                 with m.If(self.req.valid & ~w_busy):
                     m.d.comb += start.eq(1)
                     m.next = "SCAN"
             with m.State("SCAN"):
-                with m.If(started):
-                    m.d.sync += resp.eq(0)
-                with m.Elif(better):
+                with m.If(better):
                     m.d.sync += [resp.hit.eq(1), resp.rank.eq(r_rank), resp.index.eq(r_idx)]
                 # the first rank-2 match in slot order is the answer
                 with m.If((better & (r_rank == 2)) | done):
