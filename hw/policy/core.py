@@ -590,22 +590,14 @@ class PolicyCore(wiring.Component):
             m.d.sync += [f.eq(f is kind) for f in (d_drop, d_break, d_forward, d_pad, d_send)]
             if reason is not None:
                 m.d.sync += d_reason.eq(R[reason])
-        # the frame's direction and decap flag, copied a cycle after meta
-        # for this tree alone (timing: 1b4e50d's 25F report, meta.inbound
-        # drives most of the core, and its route to this tree was 5.4 ns,
-        # -1.03). Distinct flip-flops (their input is meta's, not meta's
-        # input), so yosys keeps them; the tree reads them many cycles
-        # after TAKE loaded meta
-        d_inbound, d_decap = Signal(name="d_inbound"), Signal(name="d_decap")
-        m.d.sync += [d_inbound.eq(meta.inbound), d_decap.eq(meta.decap)]
         broken = lentry.state == LatchState.BROKEN
-        with m.If(d_inbound):
+        with m.If(meta.inbound):
             # clear text, or the inner packet of a decapsulated frame (its SA
             # in sa / sa_idx); a latched flow skips the SPD
             with m.If(latched):
                 with m.If(broken):
                     outcome(d_drop, "latch_broken")
-                with m.Elif(~d_decap):
+                with m.Elif(~meta.decap):
                     outcome(d_drop, "latch_clear")
                 with m.Elif(peer_differs):
                     outcome(d_drop, "latch_peer")      # flow stealing: another peer's SA
@@ -617,7 +609,7 @@ class PolicyCore(wiring.Component):
                 outcome(d_drop, "no_policy")
             with m.Elif(sres.action == Action.DISCARD):
                 outcome(d_drop, "spd_discard")
-            with m.Elif(~d_decap):
+            with m.Elif(~meta.decap):
                 with m.If(sres.action == Action.PROTECT):
                     outcome(d_drop, "spd_clear")
                 with m.Else():

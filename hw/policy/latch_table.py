@@ -271,18 +271,15 @@ class LatchTable(wiring.Component):
         with m.FSM() as fsm:
             with m.State("IDLE"):
                 m.d.comb += self.cmd.ready.eq(1)
-                # loaded in every idle cycle, the one that takes a command
-                # among them (timing, as in sad.py; a write lands in RESP,
-                # before the next idle cycle). READ sets its own table
-                m.d.sync += [cmd.eq(self.cmd.payload), hit.eq(0), free.eq(0)]
-                if split:
-                    m.d.sync += tbl.eq(self.cmd.payload.flow.v6)
                 with m.If(self.cmd.valid):
+                    m.d.sync += [cmd.eq(self.cmd.payload), hit.eq(0), free.eq(0)]
                     with m.If(self.cmd.payload.op == Op.WRITE):
                         m.next = "WRITE"
                     with m.Elif(self.cmd.payload.op == Op.READ):
                         m.next = "READ"
                     with m.Else():
+                        if split:
+                            m.d.sync += tbl.eq(self.cmd.payload.flow.v6)
                         m.next = "START"
             with m.State("START"):
                 m.d.comb += crc.start.eq(1)

@@ -103,10 +103,8 @@ class PadClaims(wiring.Component):
             with m.State("IDLE"):
                 m.d.comb += [self.req.ready.eq(~t.w_busy), rp.addr.eq(0)]
                 m.d.sync += [q_pend.eq(0), t_pend.eq(0), p_pend.eq(0)]
-                # loaded in every idle cycle, the one that takes a request
-                # among them (the SAD's reason, sad.py)
-                m.d.sync += [req.eq(self.req.payload), ridx.eq(1), didx.eq(0), resp.eq(0)]
                 with m.If(self.req.valid & ~t.w_busy):
+                    m.d.sync += [req.eq(self.req.payload), ridx.eq(1), didx.eq(0), resp.eq(0)]
                     m.next = "SCAN"
             with m.State("SCAN"):
                 m.d.comb += rp.addr.eq(ridx[:ab + rb])

@@ -156,11 +156,10 @@ class ReplayWindows(wiring.Component):
         with m.FSM() as fsm:
             with m.State("IDLE"):
                 m.d.comb += [self.cmd.ready.eq(1), idle.eq(1)]
-                # loaded in every idle cycle, the one that takes a command
-                # among them (timing, as in sad.py)
-                m.d.sync += [cmd.eq(self.cmd.payload), word_ctr.eq(0)]
                 with m.If(self.cmd.valid):
+                    m.d.sync += cmd.eq(self.cmd.payload)
                     with m.If(self.cmd.payload.op == ReplayOp.INIT):
+                        m.d.sync += word_ctr.eq(0)
                         m.next = "INIT"
                     with m.Else():
                         m.next = "LOAD"

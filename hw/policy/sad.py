@@ -141,16 +141,9 @@ class SadLookup(wiring.Component):
             with m.State("IDLE"):
                 m.d.comb += [idle.eq(1), self.req.ready.eq(~w_busy)]
                 m.d.sync += [q_pend.eq(0), p_pend.eq(0), same.eq(0), r_pend.eq(0), r_match.eq(0)]
-                # the request is loaded and the answer cleared in every idle
-                # cycle, the one that takes a request among them: `valid`
-                # (the core's slice) reaches only the next state, not ~310
-                # load enables (timing: 1b4e50d's 25F report, -1.40 / -0.60 /
-                # -0.47, and the slice's own loop, -0.57). The request comes
-                # from registers that hold still until the answer; the answer
-                # is read only in RESP
-                m.d.sync += [req.eq(self.req.payload), resp.eq(0)]
                 with m.If(self.req.valid & ~w_busy):
                     m.d.comb += start.eq(1)
+                    m.d.sync += [req.eq(self.req.payload), resp.eq(0)]
                     m.next = "SCAN"
             with m.State("SCAN"):
                 with m.If(better):

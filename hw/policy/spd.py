@@ -218,12 +218,9 @@ class SpdEngine(wiring.Component):
                 req_table = Cat(dirbit(self.req.payload.inbound), bank_of(self.req.payload.inbound))
                 m.d.comb += self.req.ready.eq(1)
                 m.d.sync += [q_whole.eq(0), p_whole.eq(0), s_whole.eq(0), r_whole.eq(0), d_v.eq(0)]
-                # loaded in every idle cycle, the one that takes a request
-                # among them: `valid` reaches the next state only, not ~300
-                # load enables (timing, as in sad.py). Rows read in IDLE
-                # are not used (d_v is 0)
-                m.d.sync += [flow.eq(self.req.payload.flow), table.eq(req_table), ridx.eq(0)]
                 with m.If(self.req.valid):
+                    m.d.sync += [flow.eq(self.req.payload.flow), table.eq(req_table),
+                                 ridx.eq(0)]
                     m.next = "SCAN"
             with m.State("SCAN"):
                 m.d.sync += [ridx.eq(ridx + 1), didx.eq(ridx), d_v.eq(1)]
