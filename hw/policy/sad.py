@@ -15,13 +15,14 @@ consecutive cycles: 64 entries of 293 bits fill 9 ECP5 EBRs (512 x 36 each,
 the owner writes nothing while a lookup runs (core.py: one FSM does both).
 
 rows = 1: every slot's entry is read, one per cycle: up to (that slot + 1)
-+ 3 cycles from the request's cycle to the response's.
++ 4 cycles from the request's cycle to the response's.
 rows > 1: (valid, ah, spi) of every slot is also kept in a narrow column
 (64 x 34 bits: 1 EBR) scanned one slot per cycle; only the slots whose
 column word matches the request (the SPI candidates) have their `rows`
 rows read, while the column scan runs on. Up to (that slot + 1) + rows x
-(candidates) + 7 cycles; with 64 SAs in use and rows = 4: 67 for a miss,
-74 for a single candidate in slot 63.
+(candidates) + 8 cycles; with 64 SAs in use and rows = 4: 68 for a miss,
+76 for a single candidate in slot 63 (`python -m latchnic.bench.policy
+--no-synth`; test_sad checks the bounds).
 """
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
