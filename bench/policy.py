@@ -31,6 +31,7 @@ the EBRs' output registers (boards/ecp5_outreg.py, its summary is printed);
 from __future__ import annotations
 
 import argparse
+import hashlib
 import subprocess
 import sys
 import time
@@ -72,7 +73,7 @@ def target_core(target: str):
 
 
 def synthesize(target: str, timeout: int = 900, fresh: bool = False, outreg: bool = True,
-               seed: int = 1, extra_flags: tuple = ()) -> dict:
+               seed: int = 1, extra_flags: list[str] = ()) -> dict:
     """Resources and Fmax of the core at one target's capacity (bench/ecp5.py;
     `seed`: nextpnr's placer seed, `extra_flags`: more nextpnr arguments)."""
     from latchnic.toolchain import build_dir
@@ -82,10 +83,17 @@ def synthesize(target: str, timeout: int = 900, fresh: bool = False, outreg: boo
     core = target_core(target)
     return {"target": target, "spd_rules": rules, "latch_capacity": cap, "ways": ways,
             "latch_capacity_v6": cap6, "latch_counters": lctr, "sad_pad_rows": rows} | synth(
-        # another seed builds in a folder of its own: a sweep keeps each run's report
-        core, build_dir(f"synth_policy_{target}" + (f"_s{seed}" if seed != 1 else "")), flags, freq,
-        timeout, fresh, outreg=outreg, seed=seed,
-        extra_flags=list(extra_flags))
+        core, build_dir(run_folder(target, seed, extra_flags)), flags, freq, timeout, fresh,
+        outreg=outreg, seed=seed, extra_flags=extra_flags)
+
+
+def run_folder(target: str, seed: int, extra_flags) -> str:
+    """The build folder of one run: another seed, or more nextpnr arguments,
+    build in a folder of their own, so a sweep keeps each run's paths report."""
+    name = f"synth_policy_{target}" + (f"_s{seed}" if seed != 1 else "")
+    if extra_flags:
+        name += "_" + hashlib.sha256(" ".join(extra_flags).encode()).hexdigest()[:8]
+    return name
 
 
 def components() -> dict:
