@@ -456,18 +456,17 @@ class RegisterBackend(Backend):
                                    "cannot change on a live device")
             self._check_knobs(d, cfg.source)
             self._check(cfg)
-            # what the hardware must tell first: live latches pin PAD indexes,
-            # and an unchanged SA whose peer index moves is rewritten with its count
+            # what the hardware must tell first: live latches pin PAD indexes;
+            # Pad.replace keeps every staying peer's index, but should one move,
+            # its unchanged outbound SAs are rewritten with their sequence
+            # number read back (a restarted counter would reuse GCM nonces)
             live = self._live_entries()
             if d.replay_window != self.knobs.replay_window and live:
                 raise BackendError(f"{cfg.source}: [device] replay_window/latch_capacity/latch_ways "
                                    "cannot change on a live device")
             pad = copy.deepcopy(self.pad)
-            for name in list(pad.peers):
-                pad.remove(name)
             try:
-                for p in cfg.peers:
-                    pad.add(p, {e["peer"] for _s, e in live})
+                pad.replace(cfg.peers, {e["peer"] for _s, e in live})
             except OverflowError as e:
                 raise BackendError(f"{cfg.source}: {e}") from None
             seqs = {s.name: self._read_seq(self.sa_slots[s.name]) for s in cfg.sas

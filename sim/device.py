@@ -193,10 +193,7 @@ class ModelDevice:
                                       cfg.device.latch_capacity_v6)
         self.knobs = cfg.device
         pinned = self._pinned_peers()
-        for name in list(self.pad.peers):
-            self.pad.remove(name)
-        for peer in cfg.peers:
-            self.pad.add(peer, pinned)
+        self.pad.replace(cfg.peers, pinned)
         self.sad = Sad()
         for s in cfg.sas:
             self.sad.add(keep.get(s.name) or SaState(s, self.knobs.replay_window))

@@ -40,5 +40,21 @@ class Pad:
         del self.peers[name]
         del self.index[name]
 
+    def replace(self, peers, pinned: set[int] = frozenset()):
+        """Hold exactly `peers` (an apply), listed in their order. Names seen
+        before are placed first: each gets its old index back (the history's
+        indexes are distinct), so a new name placed earlier in the list can
+        never take the index of a peer that stays. A peer's index is written
+        into its SAs and latches; one that moved would make the driver
+        rewrite unchanged SAs in the hardware, restarting their anti-replay
+        windows and counters."""
+        for name in list(self.peers):
+            self.remove(name)
+        seen = [p for p in peers if p.name in self.history]
+        for p in seen + [p for p in peers if p.name not in self.history]:
+            self.add(p, pinned)
+        self.peers = {p.name: self.peers[p.name] for p in peers}
+        self.index = {p.name: self.index[p.name] for p in peers}
+
     def get(self, name: str) -> Peer | None:
         return self.peers.get(name)

@@ -263,6 +263,30 @@ def test_apply_turns_timer_events_on():
     assert ctrl == [clear | regs.CTRL_TIMER_EVENTS_MASK], ctrl
 
 
+def test_apply_with_a_new_peer_first_rewrites_no_sa():
+    """A peer added at the top of the file must not take the PAD index of a
+    peer that stays: the SAD entry holds the index, and an unchanged SA
+    rewritten for a moved index restarts its anti-replay window (replays
+    accepted again) and its counters. The second apply writes no SAD entry."""
+    bus = RecordingBus(CommitBus(id_block()))
+    dev = RegisterBackend(bus)
+    knobs = "replay_window = 128\nlatch_capacity = 16\nlatch_ways = 2"
+    dev.apply(parse_config(CONFIG.replace("replay_window = 128", knobs), "kit.toml"))
+    before = {p["name"]: p["index"] for p in dev.peers()}
+    bus.log.clear()
+    carol = '\n[[peer]]\nname = "carol@example.org"\nclaims = ["198.51.100.0/24"]\n'
+    text = CONFIG.replace("replay_window = 128", knobs)
+    first_peer = text.index("[[peer]]")
+    dev.apply(parse_config(text[:first_peer] + carol + "\n" + text[first_peer:], "carol.toml"))
+    after = {p["name"]: p["index"] for p in dev.peers()}
+    assert list(after) == ["carol@example.org", *before]            # the file's order
+    assert {n: after[n] for n in before} == before
+    assert after["carol@example.org"] not in before.values()
+    sad = [v for op, a, v in bus.log if op == "w" and a == regs.TBL_COMMIT
+           and (v >> 16) & 0xFF == regs.TABLES["sad"]]
+    assert sad == []
+
+
 def test_foreign_tables_are_not_touched():
     """A core that was programmed (TBL_COMMITS != 0) but whose host-side state
     is not here: single-entry operations refuse instead of guessing slots."""

@@ -218,6 +218,25 @@ def test_control_errors_leave_device_unchanged():
     assert (dict(dev.sad.by_name), dev.spd.all(), dict(dev.pad.peers)) == before
 
 
+def test_apply_keeps_the_index_of_every_peer_that_stays():
+    """A new peer listed first takes the lowest index no staying peer holds;
+    alice and bob keep theirs (written into SAs and latches), so alice's
+    latch still names her and stays ESTABLISHED through the re-check."""
+    dev = ModelDevice.from_config(parse_config(config()))
+    v = dev.process(host_tcp(flags="S"), "out", 0)
+    assert v.latch is not None
+    before = dict(dev.pad.index)
+    text = config()
+    top = text.index("[[peer]]")
+    carol = '[[peer]]\nname = "carol@example.org"\nclaims = ["198.51.100.0/24"]\n\n'
+    dev.apply(parse_config(text[:top] + carol + text[top:]))
+    assert list(dev.pad.peers) == ["carol@example.org", *before]
+    assert {n: dev.pad.index[n] for n in before} == before
+    assert dev.pad.index["carol@example.org"] == max(before.values()) + 1
+    (latch,) = dev.list_latches()
+    assert (dev.peer_name(latch.peer), latch.state) == ("alice@example.org", "ESTABLISHED")
+
+
 def test_host_release_frees_latch_and_reports_event():
     dev = ModelDevice.from_config(parse_config(config()))
     v = dev.process(host_tcp(flags="S"), "out", 0)
