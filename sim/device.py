@@ -110,7 +110,10 @@ class ModelDevice:
         cfg = self._config_view()
         cfg.peers.append(peer)
         self._check(cfg)
-        self.pad.add(peer, self._pinned_peers())
+        try:                # indexes live latches pin may leave none free
+            self.pad.add(peer, self._pinned_peers())
+        except OverflowError as e:
+            raise DeviceError(str(e)) from None
 
     def del_peer(self, name: str):
         if name not in self.pad.peers:
@@ -188,12 +191,14 @@ class ModelDevice:
         self._check(cfg)
         keep = {s.name: self.sad.by_name[s.name] for s in cfg.sas
                 if s.name in self.sad.by_name and self.sad.by_name[s.name].spec == s}
+        try:                # first: indexes live latches pin may leave too few
+            self.pad.replace(cfg.peers, self._pinned_peers())
+        except OverflowError as e:
+            raise DeviceError(f"{cfg.source}: {e}") from None
         if not len(self.sad.by_name) and not len(self.latches):
             self.latches = LatchTable(cfg.device.latch_capacity, cfg.device.latch_ways,
                                       cfg.device.latch_capacity_v6)
         self.knobs = cfg.device
-        pinned = self._pinned_peers()
-        self.pad.replace(cfg.peers, pinned)
         self.sad = Sad()
         for s in cfg.sas:
             self.sad.add(keep.get(s.name) or SaState(s, self.knobs.replay_window))

@@ -47,12 +47,18 @@ class Pad:
         never take the index of a peer that stays. A peer's index is written
         into its SAs and latches; one that moved would make the driver
         rewrite unchanged SAs in the hardware, restarting their anti-replay
-        windows and counters."""
+        windows and counters. All or nothing: when an index runs out
+        (OverflowError) the PAD is left as it was."""
+        before = dict(self.peers), dict(self.index), dict(self.history)
         for name in list(self.peers):
             self.remove(name)
         seen = [p for p in peers if p.name in self.history]
-        for p in seen + [p for p in peers if p.name not in self.history]:
-            self.add(p, pinned)
+        try:
+            for p in seen + [p for p in peers if p.name not in self.history]:
+                self.add(p, pinned)
+        except OverflowError:
+            self.peers, self.index, self.history = before
+            raise
         self.peers = {p.name: self.peers[p.name] for p in peers}
         self.index = {p.name: self.index[p.name] for p in peers}
 

@@ -237,6 +237,31 @@ def test_apply_keeps_the_index_of_every_peer_that_stays():
     assert (dev.peer_name(latch.peer), latch.state) == ("alice@example.org", "ESTABLISHED")
 
 
+def test_pad_full_of_pinned_indexes_is_an_error_that_changes_nothing():
+    """A 2-peer PAD: alice's latch pins index 0 after she leaves, bob holds 1.
+    An apply or add_peer that needs a third index is refused with a
+    DeviceError (not an OverflowError half-way through), the tables as they were."""
+    cfg = parse_config(config())
+    dev = ModelDevice(cfg.device, peer_capacity=2)
+    dev.apply(cfg)
+    assert dev.process(host_tcp(flags="S"), "out", 0).latch is not None
+    text = config(sas=[("bob-in", "bob@example.org", "in"), ("bob-out", "bob@example.org", "out")],
+                  out_sa="bob-out")
+    carol = text.replace('name = "alice@example.org"', 'name = "carol@example.org"', 1)
+    state = lambda: (dict(dev.pad.index), dict(dev.pad.history), list(dev.sad.by_name), dev.spd.all(),
+                     dev.knobs)
+    before = state()
+    with pytest.raises(DeviceError, match=r"^two.toml: PAD full \(2 peers\)$"):
+        dev.apply(parse_config(carol.replace("time_wait_s = 60", "time_wait_s = 61"), "two.toml"))
+    assert state() == before
+    bob_only = text[:text.index('[[peer]]\nname = "alice')] + text[text.index('[[peer]]\nname = "bob'):]
+    dev.apply(parse_config(bob_only, "bob.toml"))
+    assert dev.pad.index == {"bob@example.org": 1}
+    with pytest.raises(DeviceError, match=r"^PAD full \(2 peers\)$"):
+        dev.add_peer(parse_config(carol).peers[0])
+    assert dev.pad.index == {"bob@example.org": 1}
+
+
 def test_host_release_frees_latch_and_reports_event():
     dev = ModelDevice.from_config(parse_config(config()))
     v = dev.process(host_tcp(flags="S"), "out", 0)
