@@ -270,12 +270,11 @@ def test_apply_with_a_new_peer_first_rewrites_no_sa():
     accepted again) and its counters. The second apply writes no SAD entry."""
     bus = RecordingBus(CommitBus(id_block()))
     dev = RegisterBackend(bus)
-    knobs = "replay_window = 128\nlatch_capacity = 16\nlatch_ways = 2"
-    dev.apply(parse_config(CONFIG.replace("replay_window = 128", knobs), "kit.toml"))
+    text = CONFIG.replace("replay_window = 128", "replay_window = 128\nlatch_capacity = 16\nlatch_ways = 2")
+    dev.apply(parse_config(text, "kit.toml"))
     before = {p["name"]: p["index"] for p in dev.peers()}
     bus.log.clear()
     carol = '\n[[peer]]\nname = "carol@example.org"\nclaims = ["198.51.100.0/24"]\n'
-    text = CONFIG.replace("replay_window = 128", knobs)
     first_peer = text.index("[[peer]]")
     dev.apply(parse_config(text[:first_peer] + carol + "\n" + text[first_peer:], "carol.toml"))
     after = {p["name"]: p["index"] for p in dev.peers()}
