@@ -69,35 +69,42 @@ def capacity_text(cap: int, ways: int, cap6: int) -> str:
     return f"{cap - cap6} IPv4 latches + {cap6} IPv6 latches ({ways}-way each, {cap} slots)"
 
 
-def target_core(target: str):
-    """The policy core at a target's capacity (TARGETS), 64 SAs, 16 templates."""
+def target_core(target: str, rows: int | None = None):
+    """The policy core at a target's capacity (TARGETS), 64 SAs, 16 templates
+    (`rows`: RAM rows per SAD entry and PAD claim, when not the target's)."""
     from latchnic.hw.policy.core import PolicyCore
     from latchnic.hw.regmap import Params
-    _flags, _freq, rules, cap, ways, cap6, lctr, rows = TARGETS[target]
+    _flags, _freq, rules, cap, ways, cap6, lctr, target_rows = TARGETS[target]
+    rows = rows or target_rows
     return PolicyCore(Params(sas=64, spd_rules=rules, templates=16, latch_capacity=cap, latch_ways=ways,
                              latch_capacity_v6=cap6, latch_counters=lctr, sad_rows=rows,
                              pad_rows=rows))
 
 
 def synthesize(target: str, timeout: int = 900, fresh: bool = False, outreg: bool = True,
-               seed: int = 1, extra_flags: list[str] = ()) -> dict:
+               seed: int = 1, extra_flags: list[str] = (), rows: int | None = None) -> dict:
     """Resources and Fmax of the core at one target's capacity (bench/ecp5.py;
-    `seed`: nextpnr's placer seed, `extra_flags`: more nextpnr arguments)."""
+    `seed`: nextpnr's placer seed, `extra_flags`: more nextpnr arguments,
+    `rows`: SAD/PAD RAM rows when not the target's)."""
     from latchnic.toolchain import build_dir
     from .ecp5 import synthesize as synth
 
-    flags, freq, rules, cap, ways, cap6, lctr, rows = TARGETS[target]
-    core = target_core(target)
+    flags, freq, rules, cap, ways, cap6, lctr, target_rows = TARGETS[target]
+    rows = rows or target_rows
+    core = target_core(target, rows)
     return {"target": target, "spd_rules": rules, "latch_capacity": cap, "ways": ways,
             "latch_capacity_v6": cap6, "latch_counters": lctr, "sad_pad_rows": rows} | synth(
-        core, build_dir(run_folder(target, seed, extra_flags)), flags, freq, timeout, fresh,
+        core, build_dir(run_folder(target, seed, extra_flags, rows)), flags, freq, timeout, fresh,
         outreg=outreg, seed=seed, extra_flags=extra_flags)
 
 
-def run_folder(target: str, seed: int, extra_flags) -> str:
-    """The build folder of one run: another seed, or more nextpnr arguments,
-    build in a folder of their own, so a sweep keeps each run's paths report."""
+def run_folder(target: str, seed: int, extra_flags, rows: int | None = None) -> str:
+    """The build folder of one run: another seed, more nextpnr arguments or
+    another SAD/PAD row count build in a folder of their own, so a sweep keeps
+    each run's paths report (and no run reuses another netlist's placement)."""
     name = f"synth_policy_{target}" + (f"_s{seed}" if seed != 1 else "")
+    if rows and rows != TARGETS[target][-1]:
+        name += f"_r{rows}"
     if extra_flags:
         name += "_" + hashlib.sha256(" ".join(extra_flags).encode()).hexdigest()[:8]
     return name
@@ -539,6 +546,10 @@ def main(argv=None) -> int:
     ap.add_argument("--nextpnr-arg", action="append", metavar="ARG",
                     help="one more nextpnr argument for the --target runs (repeatable; a flag "
                          "with a value is two: --nextpnr-arg=--router --nextpnr-arg=router2)")
+    ap.add_argument("--rows", type=int, choices=(1, 2, 4),
+                    help="RAM rows per SAD entry and per PAD claim in the --target runs, instead "
+                         "of the target's (TARGETS: 25f 4, 85f 1); more rows, fewer EBRs, "
+                         "more cycles per entry scanned")
     ap.add_argument("--no-outreg", action="store_true",
                     help="do not fold the FFs after block RAM read ports into the EBR output "
                          "registers (boards/ecp5_outreg.py)")
@@ -584,6 +595,7 @@ def main(argv=None) -> int:
     if not a.no_synth:
         for target in a.target or list(TARGETS):
             flags, freq, rules, cap, ways, cap6, lctr, rows = TARGETS[target]
+            rows = a.rows or rows
             seeds, extra = nextpnr_settings(target, a.seed, a.nextpnr_arg)
             for seed in seeds:
                 print(f"== synthesis {target}: {' '.join(flags)}, {rules} SPD rules/direction, "
@@ -592,7 +604,8 @@ def main(argv=None) -> int:
                       f"clock constraint {freq} MHz, nextpnr seed {seed}"
                       + "".join(f" {arg}" for arg in extra))
                 syn = run_and_report(lambda: synthesize(target, a.timeout, outreg=not a.no_outreg,
-                                                        seed=seed, extra_flags=extra), freq)
+                                                        seed=seed, extra_flags=extra,
+                                                        rows=rows), freq)
                 report_rate(core, syn or {})
     for name in a.component or []:
         freq = TARGETS["25f"][1]

@@ -32,3 +32,15 @@ def test_settings_name_the_build_folder():
 
 def test_command_line_parses_without_synthesis(capsys):
     assert main(["--no-sim", "--no-synth", "--seed", "1", "2", "--nextpnr-arg=--tmg-ripup"]) == 0
+
+
+def test_rows_override_builds_its_own_netlist_in_its_own_folder():
+    from latchnic.bench.policy import target_core
+    assert target_core("85f").params.sad_rows == TARGETS["85f"][-1]
+    folded = target_core("85f", 4).params
+    assert (folded.sad_rows, folded.pad_rows) == (4, 4)
+    # another netlist must not reuse the target's placement or paths report
+    assert run_folder("85f", 1, [], 4) != run_folder("85f", 1, [])
+    assert run_folder("85f", 1, [], TARGETS["85f"][-1]) == run_folder("85f", 1, [])
+    assert run_folder("85f", 2, [], 4) != run_folder("85f", 1, [], 4)
+    assert main(["--no-sim", "--no-synth", "--rows", "4"]) == 0
