@@ -44,23 +44,26 @@ TARGETS = {
     #        RAM rows per SAD entry and per PAD claim)
     # Both without per-latch counters (192 bits a slot: 11 EBRs for 1024 latches,
     # 187 for 17408; CAPS_COUNTERS.latch = 0): docs/policy-core.md, "Block RAM budget"
-    # The 25F folds the SAD and PAD claims into 4 narrow rows each (6 + 6 EBRs
-    # saved, 4 cycles per SA / claim scanned); the 85F has the EBRs for 1 row
-    # each, so its scans stay 1 cycle per entry
+    # Both fold the SAD and PAD claims into 4 narrow rows each (6 + 6 EBRs
+    # saved, 4 cycles per SA / claim scanned): the 85F has the EBRs for 1 row,
+    # but 202 of 208 in use left its router stalled (docs/policy-core.md,
+    # "Whole core, fourteenth round"); --rows 1 builds that
     "25f": (["--25k", "--package", "CABGA256", "--speed", "6"], 125, 64, 1024, 4, 0, False, 4),
     # full 357-bit entries for 16384 latches would be 5.8 Mbit > the 85F's 3.7 Mbit
     # of EBR: split, 16384 IPv4 latches in compact 152-bit entries (key quotient)
     # + 1024 IPv6: 156 EBRs
     "85f": (["--um5g-85k", "--package", "CABGA381", "--speed", "8"], 125, 64, 16384 + 1024, 4, 1024,
-            False, 1),
+            False, 4),
 }
 
 # the nextpnr placer seed and arguments a target's runs use when neither --seed
 # nor --nextpnr-arg is given (either one replaces both): the 25F meets 125 MHz
 # with some placements only, and this is the one measured to
 # (docs/policy-core.md, "Whole core, thirteenth round": seed 1 routes the same
-# netlist at 106 MHz); a changed netlist may need another
-PINNED = {"25f": (2, ["--tmg-ripup"]), "85f": (1, [])}
+# netlist at 106 MHz); on the 85F, HeAP's placements leave router1 stalled and
+# the static (electrostatic) placer's routes ("fourteenth round"); a changed
+# netlist may need another
+PINNED = {"25f": (2, ["--tmg-ripup"]), "85f": (1, ["--placer", "static"])}
 
 
 def capacity_text(cap: int, ways: int, cap6: int) -> str:
@@ -541,14 +544,15 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, nargs="+",
                     help="nextpnr placer seeds for the --target runs, one run each, one after the "
                          "other (default: the target's pinned seed and arguments, PINNED: 25f "
-                         "seed 2 with --tmg-ripup, 85f seed 1; with --seed or --nextpnr-arg the "
-                         "seed defaults to 1 and only the arguments given are added)")
+                         "seed 2 with --tmg-ripup, 85f seed 1 with --placer static; with --seed "
+                         "or --nextpnr-arg the seed defaults to 1 and only the arguments given "
+                         "are added)")
     ap.add_argument("--nextpnr-arg", action="append", metavar="ARG",
                     help="one more nextpnr argument for the --target runs (repeatable; a flag "
                          "with a value is two: --nextpnr-arg=--router --nextpnr-arg=router2)")
     ap.add_argument("--rows", type=int, choices=(1, 2, 4),
                     help="RAM rows per SAD entry and per PAD claim in the --target runs, instead "
-                         "of the target's (TARGETS: 25f 4, 85f 1); more rows, fewer EBRs, "
+                         "of the target's (TARGETS: 4 on both); more rows, fewer EBRs, "
                          "more cycles per entry scanned")
     ap.add_argument("--no-outreg", action="store_true",
                     help="do not fold the FFs after block RAM read ports into the EBR output "

@@ -7,7 +7,7 @@ from latchnic.bench.policy import PINNED, TARGETS, main, nextpnr_settings, run_f
 
 def test_pinned_pair_when_nothing_given():
     assert nextpnr_settings("25f", None, None) == ([2], ["--tmg-ripup"])
-    assert nextpnr_settings("85f", None, None) == ([1], [])
+    assert nextpnr_settings("85f", None, None) == ([1], ["--placer", "static"])
     assert set(PINNED) == set(TARGETS)
 
 
@@ -36,11 +36,11 @@ def test_command_line_parses_without_synthesis(capsys):
 
 def test_rows_override_builds_its_own_netlist_in_its_own_folder():
     from latchnic.bench.policy import target_core
-    assert target_core("85f").params.sad_rows == TARGETS["85f"][-1]
-    folded = target_core("85f", 4).params
-    assert (folded.sad_rows, folded.pad_rows) == (4, 4)
+    assert target_core("85f").params.sad_rows == TARGETS["85f"][-1] == 4
+    one_row = target_core("85f", 1).params
+    assert (one_row.sad_rows, one_row.pad_rows) == (1, 1)
     # another netlist must not reuse the target's placement or paths report
-    assert run_folder("85f", 1, [], 4) != run_folder("85f", 1, [])
+    assert run_folder("85f", 1, [], 1) != run_folder("85f", 1, [])
     assert run_folder("85f", 1, [], TARGETS["85f"][-1]) == run_folder("85f", 1, [])
-    assert run_folder("85f", 2, [], 4) != run_folder("85f", 1, [], 4)
-    assert main(["--no-sim", "--no-synth", "--rows", "4"]) == 0
+    assert run_folder("85f", 2, [], 1) != run_folder("85f", 1, [], 1)
+    assert main(["--no-sim", "--no-synth", "--rows", "1"]) == 0
