@@ -72,20 +72,22 @@ def capacity_text(cap: int, ways: int, cap6: int) -> str:
     return f"{cap - cap6} IPv4 latches + {cap6} IPv6 latches ({ways}-way each, {cap} slots)"
 
 
-def target_core(target: str, rows: int | None = None):
+def target_core(target: str, rows: int | None = None, spd_rows: int = 2):
     """The policy core at a target's capacity (TARGETS), 64 SAs, 16 templates
-    (`rows`: RAM rows per SAD entry and PAD claim, when not the target's)."""
+    (`rows`: RAM rows per SAD entry and PAD claim, when not the target's;
+    `spd_rows`: RAM rows per SPD rule)."""
     from latchnic.hw.policy.core import PolicyCore
     from latchnic.hw.regmap import Params
     _flags, _freq, rules, cap, ways, cap6, lctr, target_rows = TARGETS[target]
     rows = rows or target_rows
     return PolicyCore(Params(sas=64, spd_rules=rules, templates=16, latch_capacity=cap, latch_ways=ways,
                              latch_capacity_v6=cap6, latch_counters=lctr, sad_rows=rows,
-                             pad_rows=rows))
+                             pad_rows=rows, spd_rows=spd_rows))
 
 
 def synthesize(target: str, timeout: int = 900, fresh: bool = False, outreg: bool = True,
-               seed: int = 1, extra_flags: list[str] = (), rows: int | None = None) -> dict:
+               seed: int = 1, extra_flags: list[str] = (), rows: int | None = None,
+               spd_rows: int = 2) -> dict:
     """Resources and Fmax of the core at one target's capacity (bench/ecp5.py;
     `seed`: nextpnr's placer seed, `extra_flags`: more nextpnr arguments,
     `rows`: SAD/PAD RAM rows when not the target's)."""
@@ -94,20 +96,25 @@ def synthesize(target: str, timeout: int = 900, fresh: bool = False, outreg: boo
 
     flags, freq, rules, cap, ways, cap6, lctr, target_rows = TARGETS[target]
     rows = rows or target_rows
-    core = target_core(target, rows)
+    core = target_core(target, rows, spd_rows)
     return {"target": target, "spd_rules": rules, "latch_capacity": cap, "ways": ways,
-            "latch_capacity_v6": cap6, "latch_counters": lctr, "sad_pad_rows": rows} | synth(
-        core, build_dir(run_folder(target, seed, extra_flags, rows)), flags, freq, timeout, fresh,
+            "latch_capacity_v6": cap6, "latch_counters": lctr, "sad_pad_rows": rows,
+            "spd_rows": spd_rows} | synth(
+        core, build_dir(run_folder(target, seed, extra_flags, rows, spd_rows)), flags, freq,
+        timeout, fresh,
         outreg=outreg, seed=seed, extra_flags=extra_flags)
 
 
-def run_folder(target: str, seed: int, extra_flags, rows: int | None = None) -> str:
+def run_folder(target: str, seed: int, extra_flags, rows: int | None = None,
+               spd_rows: int = 2) -> str:
     """The build folder of one run: another seed, more nextpnr arguments or
     another SAD/PAD row count build in a folder of their own, so a sweep keeps
     each run's paths report (and no run reuses another netlist's placement)."""
     name = f"synth_policy_{target}" + (f"_s{seed}" if seed != 1 else "")
     if rows and rows != TARGETS[target][-1]:
         name += f"_r{rows}"
+    if spd_rows != 2:
+        name += f"_spd{spd_rows}"
     if extra_flags:
         name += "_" + hashlib.sha256(" ".join(extra_flags).encode()).hexdigest()[:8]
     return name
@@ -353,25 +360,40 @@ def latch_cycles(capacity: int = 64, capacity_v6: int = 0, version: int = 4) -> 
     return out
 
 
-def core_cycles(count: int = 16) -> dict:
+def deep_spd_config(text: str, depth: int) -> str:
+    """examples/gateway.toml's text with `depth` outbound bypass rules for
+    other hosts (198.51.100.x) ahead of its SPD: an outbound frame to alice
+    then first matches rule `depth`, the worst case of a full rule list."""
+    filler = "".join(f'[[spd]]\ndir = "out"\nlocal = "192.0.2.1/32"\n'
+                     f'remote = "198.51.100.{i}/32"\naction = "bypass"\n\n' for i in range(depth))
+    at = text.index("[[spd]]")
+    return text[:at] + filler + text[at:]
+
+
+def core_cycles(count: int = 16, spd_depth: int = 0, spd_rows: int = 2) -> dict:
     """Cycles per frame through the whole decision core (Amaranth simulator),
     programmed over AXI4-Lite from examples/gateway.toml; back-to-back 64 B
-    frames, verdict always ready."""
+    frames, verdict always ready. `spd_depth` > 0: only the outbound ACK,
+    with that many rules ahead of its own (deep_spd_config), in a core
+    with 64 SPD rules per direction, the board builds' count, stored in
+    `spd_rows` RAM rows per rule."""
     from amaranth.sim import Simulator
     from scapy.layers.inet import IP, TCP, UDP
     from scapy.layers.ipsec import ESP
     from scapy.layers.l2 import Ether
     from scapy.packet import Raw
 
-    from latchnic.config import load_config
+    from latchnic.config import parse_config
     from latchnic.hw.policy.core import PolicyCore
     from latchnic.hw.policy.program import program
     from latchnic.hw.regmap import Params
     from latchnic.sim.device import ModelDevice
 
-    root = Path(__file__).resolve().parent.parent
-    cfg = load_config(root / "examples" / "gateway.toml")
-    params = Params(sas=16, spd_rules=16, templates=8, latch_capacity=cfg.device.latch_capacity,
+    path = Path(__file__).resolve().parent.parent / "examples" / "gateway.toml"
+    text = path.read_text()
+    cfg = parse_config(deep_spd_config(text, spd_depth) if spd_depth else text, str(path))
+    params = Params(sas=16, spd_rules=64 if spd_depth else 16, spd_rows=spd_rows, templates=8,
+                    latch_capacity=cfg.device.latch_capacity,
                     latch_ways=cfg.device.latch_ways, event_depth=64)
     dut = PolicyCore(params)
     model = ModelDevice.from_config(cfg)
@@ -403,6 +425,10 @@ def core_cycles(count: int = 16) -> dict:
         "inbound second pass, TCP ACK delivered (decap)": lambda i: bytes(
             eth / IP(src="203.0.113.5", dst="192.0.2.1") / TCP(sport=5000 + i, dport=80, flags="A")),
     }
+    if spd_depth:
+        first = next(iter(cases))
+        cases = {f"{first}, SPD rule {spd_depth} of {params.spd_rules} ({spd_rows} RAM "
+                 f"row{'s' if spd_rows > 1 else ''}/rule)": cases[first]}
     from latchnic.sim.drops import REASONS
     out, verdicts = {}, {}
     gen = {"alice-in": None}        # verdict.gen of the first pass (CRYPTO), for meta.gen
@@ -454,7 +480,10 @@ def core_cycles(count: int = 16) -> dict:
                     v = ctx.get(dut.verdict.payload)
                     if v.action.value == 2:
                         gen["alice-in"] = v.gen
-                    verdicts[name] = ("forward" if v.action.value == 0 else
+                    # which SA an outbound frame leaves under: a bypass is "forward" too
+                    sa = next((n for n, slot in slots.items() if slot == v.sa), "?") if v.sa_valid else ""
+                    verdicts[name] = (f"forward under {sa}" if v.action.value == 0 and sa else
+                                      "forward" if v.action.value == 0 else
                                       "crypto" if v.action.value == 2 else
                                       f"drop {list(REASONS)[v.reason]}")
                 await ctx.tick()
@@ -518,6 +547,10 @@ def report_rate(cycles: dict, syn: dict):
     if not cycles or "fmax_mhz" not in syn:
         return
     kind = "routed" if syn.get("routed") else "placement estimate"
+    # the deep-SPD case only as this build stores its rules
+    rows = syn.get("spd_rows", 2)
+    mine = f"({rows} RAM row{'s' if rows > 1 else ''}/rule)"
+    cycles = {name: c for name, c in cycles.items() if "RAM row" not in name or mine in name}
     print(f"   at this Fmax ({syn['fmax_mhz']} MHz, {kind}), 64 B frames back to back: "
           + ", ".join(f"{name} {syn['fmax_mhz'] / c:.2f}" for name, c in cycles.items())
           + " Mframes/s (1 GbE: 1.488)")
@@ -554,6 +587,9 @@ def main(argv=None) -> int:
                     help="RAM rows per SAD entry and per PAD claim in the --target runs, instead "
                          "of the target's (TARGETS: 4 on both); more rows, fewer EBRs, "
                          "more cycles per entry scanned")
+    ap.add_argument("--spd-rows", type=int, choices=(1, 2), default=2,
+                    help="RAM rows per SPD rule in the --target runs (default 2: 9 EBRs, 2 "
+                         "cycles per rule scanned; 1: 18 EBRs, 1 cycle)")
     ap.add_argument("--no-outreg", action="store_true",
                     help="do not fold the FFs after block RAM read ports into the EBR output "
                          "registers (boards/ecp5_outreg.py)")
@@ -592,6 +628,8 @@ def main(argv=None) -> int:
             print(f"   split latch table (64 IPv4 + 16 IPv6 slots), IPv{v} flow: "
                   + ", ".join(f"{name} {c}" for name, c in got.items()) + " cycles")
         core = core_cycles()
+        for spd_rows in (2, 1):
+            core |= core_cycles(spd_depth=63, spd_rows=spd_rows)
         for name, c in core.items():
             print(f"   whole core, 64 B frames back to back, {name}: {c:.1f} cycles/frame "
                   f"= {125 / c:.2f} Mframes/s at 125 MHz")
@@ -604,12 +642,12 @@ def main(argv=None) -> int:
             for seed in seeds:
                 print(f"== synthesis {target}: {' '.join(flags)}, {rules} SPD rules/direction, "
                       f"{capacity_text(cap, ways, cap6)}, per-latch counters {'yes' if lctr else 'no'}, "
-                      f"SAD/PAD RAM rows {rows}, "
+                      f"SAD/PAD RAM rows {rows}, SPD RAM rows {a.spd_rows}, "
                       f"clock constraint {freq} MHz, nextpnr seed {seed}"
                       + "".join(f" {arg}" for arg in extra))
                 syn = run_and_report(lambda: synthesize(target, a.timeout, outreg=not a.no_outreg,
                                                         seed=seed, extra_flags=extra,
-                                                        rows=rows), freq)
+                                                        rows=rows, spd_rows=a.spd_rows), freq)
                 report_rate(core, syn or {})
     for name in a.component or []:
         freq = TARGETS["25f"][1]

@@ -44,3 +44,46 @@ def test_rows_override_builds_its_own_netlist_in_its_own_folder():
     assert run_folder("85f", 1, [], TARGETS["85f"][-1]) == run_folder("85f", 1, [])
     assert run_folder("85f", 2, [], 1) != run_folder("85f", 1, [], 1)
     assert main(["--no-sim", "--no-synth", "--rows", "1"]) == 0
+
+
+def test_spd_rows_build_in_their_own_folder():
+    from latchnic.bench.policy import target_core
+    assert target_core("85f", spd_rows=1).params.spd_rows == 1
+    assert target_core("85f").params.spd_rows == 2
+    assert run_folder("85f", 1, [], 4, 1) != run_folder("85f", 1, [], 4)
+    assert run_folder("85f", 1, [], 4, 2) == run_folder("85f", 1, [])
+
+
+def test_deep_spd_config_puts_the_protected_flow_at_the_last_rule():
+    # the whole-core worst case: the outbound ACK to alice must first match
+    # rule 63 of 64, under alice-out, not one of the bypass rules ahead
+    import ipaddress
+    from pathlib import Path
+
+    from latchnic.bench.policy import deep_spd_config
+    from latchnic.config import parse_config
+    from latchnic.sim.selectors import Flow
+    from latchnic.sim.spd import Spd
+    text = (Path(__file__).resolve().parents[2] / "examples" / "gateway.toml").read_text()
+    cfg = parse_config(deep_spd_config(text, 63))
+    spd = Spd(cfg.spd)
+    assert len(spd.rules["out"]) == 64
+    ip = lambda s: int(ipaddress.ip_address(s))
+    rule = spd.lookup("out", Flow(4, ip("192.0.2.1"), ip("203.0.113.5"), 6, 50000, 80))
+    assert spd.rules["out"].index(rule) == 63
+    assert (rule.action, rule.sa) == ("protect", "alice-out")
+    # and the filler rules do match their own hosts (they are rules, not dead text)
+    assert spd.lookup("out", Flow(4, ip("192.0.2.1"), ip("198.51.100.7"), 6, 1, 2)).action == "bypass"
+
+
+def test_rate_at_fmax_shows_the_deep_spd_case_of_the_build_only(capsys):
+    from latchnic.bench.policy import report_rate
+    cycles = {"ack [fwd]": 33.0, "ack, SPD rule 63 of 64 (2 RAM rows/rule) [fwd]": 151.0,
+              "ack, SPD rule 63 of 64 (1 RAM row/rule) [fwd]": 87.0}
+    report_rate(cycles, {"fmax_mhz": 160.0, "routed": True, "spd_rows": 1})
+    out = capsys.readouterr().out
+    assert "ack [fwd] 4.85" in out and "(1 RAM row/rule) [fwd] 1.84" in out
+    assert "2 RAM rows" not in out
+    report_rate(cycles, {"fmax_mhz": 125.0, "routed": True, "spd_rows": 2})
+    out = capsys.readouterr().out
+    assert "(2 RAM rows/rule) [fwd] 0.83" in out and "1 RAM row/" not in out
