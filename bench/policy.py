@@ -56,6 +56,12 @@ TARGETS = {
             False, 4),
 }
 
+# RAM rows per SPD rule: 2 on the 25F (9 EBRs; it has no more), 1 on the 85F
+# (18 EBRs, 200 of 208 in all): a first match at rule 63 of 64 then takes 87
+# cycles per frame instead of 151, 1 GbE line rate with 64 B frames at the
+# 85F's Fmax (docs/policy-core.md, "Whole core, fourteenth round")
+SPD_ROWS = {"25f": 2, "85f": 1}
+
 # the nextpnr placer seed and arguments a target's runs use when neither --seed
 # nor --nextpnr-arg is given (either one replaces both): the 25F meets 125 MHz
 # with some placements only, and this is the one measured to
@@ -72,14 +78,15 @@ def capacity_text(cap: int, ways: int, cap6: int) -> str:
     return f"{cap - cap6} IPv4 latches + {cap6} IPv6 latches ({ways}-way each, {cap} slots)"
 
 
-def target_core(target: str, rows: int | None = None, spd_rows: int = 2):
+def target_core(target: str, rows: int | None = None, spd_rows: int | None = None):
     """The policy core at a target's capacity (TARGETS), 64 SAs, 16 templates
-    (`rows`: RAM rows per SAD entry and PAD claim, when not the target's;
-    `spd_rows`: RAM rows per SPD rule)."""
+    (`rows`: RAM rows per SAD entry and PAD claim, `spd_rows`: per SPD rule,
+    when not the target's)."""
     from latchnic.hw.policy.core import PolicyCore
     from latchnic.hw.regmap import Params
     _flags, _freq, rules, cap, ways, cap6, lctr, target_rows = TARGETS[target]
     rows = rows or target_rows
+    spd_rows = spd_rows or SPD_ROWS[target]
     return PolicyCore(Params(sas=64, spd_rules=rules, templates=16, latch_capacity=cap, latch_ways=ways,
                              latch_capacity_v6=cap6, latch_counters=lctr, sad_rows=rows,
                              pad_rows=rows, spd_rows=spd_rows))
@@ -87,7 +94,7 @@ def target_core(target: str, rows: int | None = None, spd_rows: int = 2):
 
 def synthesize(target: str, timeout: int = 900, fresh: bool = False, outreg: bool = True,
                seed: int = 1, extra_flags: list[str] = (), rows: int | None = None,
-               spd_rows: int = 2) -> dict:
+               spd_rows: int | None = None) -> dict:
     """Resources and Fmax of the core at one target's capacity (bench/ecp5.py;
     `seed`: nextpnr's placer seed, `extra_flags`: more nextpnr arguments,
     `rows`: SAD/PAD RAM rows when not the target's)."""
@@ -96,6 +103,7 @@ def synthesize(target: str, timeout: int = 900, fresh: bool = False, outreg: boo
 
     flags, freq, rules, cap, ways, cap6, lctr, target_rows = TARGETS[target]
     rows = rows or target_rows
+    spd_rows = spd_rows or SPD_ROWS[target]
     core = target_core(target, rows, spd_rows)
     return {"target": target, "spd_rules": rules, "latch_capacity": cap, "ways": ways,
             "latch_capacity_v6": cap6, "latch_counters": lctr, "sad_pad_rows": rows,
@@ -106,14 +114,14 @@ def synthesize(target: str, timeout: int = 900, fresh: bool = False, outreg: boo
 
 
 def run_folder(target: str, seed: int, extra_flags, rows: int | None = None,
-               spd_rows: int = 2) -> str:
+               spd_rows: int | None = None) -> str:
     """The build folder of one run: another seed, more nextpnr arguments or
     another SAD/PAD row count build in a folder of their own, so a sweep keeps
     each run's paths report (and no run reuses another netlist's placement)."""
     name = f"synth_policy_{target}" + (f"_s{seed}" if seed != 1 else "")
     if rows and rows != TARGETS[target][-1]:
         name += f"_r{rows}"
-    if spd_rows != 2:
+    if spd_rows and spd_rows != SPD_ROWS[target]:
         name += f"_spd{spd_rows}"
     if extra_flags:
         name += "_" + hashlib.sha256(" ".join(extra_flags).encode()).hexdigest()[:8]
@@ -587,9 +595,10 @@ def main(argv=None) -> int:
                     help="RAM rows per SAD entry and per PAD claim in the --target runs, instead "
                          "of the target's (TARGETS: 4 on both); more rows, fewer EBRs, "
                          "more cycles per entry scanned")
-    ap.add_argument("--spd-rows", type=int, choices=(1, 2), default=2,
-                    help="RAM rows per SPD rule in the --target runs (default 2: 9 EBRs, 2 "
-                         "cycles per rule scanned; 1: 18 EBRs, 1 cycle)")
+    ap.add_argument("--spd-rows", type=int, choices=(1, 2),
+                    help="RAM rows per SPD rule in the --target runs, instead of the target's "
+                         "(SPD_ROWS: 25f 2, 85f 1); 2: 9 EBRs, 2 cycles per rule scanned; 1: "
+                         "18 EBRs, 1 cycle")
     ap.add_argument("--no-outreg", action="store_true",
                     help="do not fold the FFs after block RAM read ports into the EBR output "
                          "registers (boards/ecp5_outreg.py)")
@@ -638,16 +647,17 @@ def main(argv=None) -> int:
         for target in a.target or list(TARGETS):
             flags, freq, rules, cap, ways, cap6, lctr, rows = TARGETS[target]
             rows = a.rows or rows
+            spd_rows = a.spd_rows or SPD_ROWS[target]
             seeds, extra = nextpnr_settings(target, a.seed, a.nextpnr_arg)
             for seed in seeds:
                 print(f"== synthesis {target}: {' '.join(flags)}, {rules} SPD rules/direction, "
                       f"{capacity_text(cap, ways, cap6)}, per-latch counters {'yes' if lctr else 'no'}, "
-                      f"SAD/PAD RAM rows {rows}, SPD RAM rows {a.spd_rows}, "
+                      f"SAD/PAD RAM rows {rows}, SPD RAM rows {spd_rows}, "
                       f"clock constraint {freq} MHz, nextpnr seed {seed}"
                       + "".join(f" {arg}" for arg in extra))
                 syn = run_and_report(lambda: synthesize(target, a.timeout, outreg=not a.no_outreg,
                                                         seed=seed, extra_flags=extra,
-                                                        rows=rows, spd_rows=a.spd_rows), freq)
+                                                        rows=rows, spd_rows=spd_rows), freq)
                 report_rate(core, syn or {})
     for name in a.component or []:
         freq = TARGETS["25f"][1]

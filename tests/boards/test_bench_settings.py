@@ -47,11 +47,15 @@ def test_rows_override_builds_its_own_netlist_in_its_own_folder():
 
 
 def test_spd_rows_build_in_their_own_folder():
-    from latchnic.bench.policy import target_core
-    assert target_core("85f", spd_rows=1).params.spd_rows == 1
-    assert target_core("85f").params.spd_rows == 2
-    assert run_folder("85f", 1, [], 4, 1) != run_folder("85f", 1, [], 4)
-    assert run_folder("85f", 1, [], 4, 2) == run_folder("85f", 1, [])
+    from latchnic.bench.policy import SPD_ROWS, target_core
+    # the 85F has the EBRs for 1 row per rule (line rate at rule 63), the 25F not
+    assert target_core("85f").params.spd_rows == SPD_ROWS["85f"] == 1
+    assert target_core("25f").params.spd_rows == SPD_ROWS["25f"] == 2
+    assert target_core("85f", spd_rows=2).params.spd_rows == 2
+    assert run_folder("85f", 1, [], 4, 2) != run_folder("85f", 1, [], 4)
+    assert run_folder("85f", 1, [], 4, 1) == run_folder("85f", 1, [])
+    assert run_folder("25f", 1, [], 4, 1) != run_folder("25f", 1, [])
+    assert set(SPD_ROWS) == set(TARGETS)
 
 
 def test_deep_spd_config_puts_the_protected_flow_at_the_last_rule():
