@@ -97,7 +97,7 @@ def synthesize(target: str, timeout: int = 900, fresh: bool = False, outreg: boo
                spd_rows: int | None = None) -> dict:
     """Resources and Fmax of the core at one target's capacity (bench/ecp5.py;
     `seed`: nextpnr's placer seed, `extra_flags`: more nextpnr arguments,
-    `rows`: SAD/PAD RAM rows when not the target's)."""
+    `rows`, `spd_rows`: SAD/PAD and SPD RAM rows when not the target's)."""
     from latchnic.toolchain import build_dir
     from .ecp5 import synthesize as synth
 
@@ -109,15 +109,14 @@ def synthesize(target: str, timeout: int = 900, fresh: bool = False, outreg: boo
             "latch_capacity_v6": cap6, "latch_counters": lctr, "sad_pad_rows": rows,
             "spd_rows": spd_rows} | synth(
         core, build_dir(run_folder(target, seed, extra_flags, rows, spd_rows)), flags, freq,
-        timeout, fresh,
-        outreg=outreg, seed=seed, extra_flags=extra_flags)
+        timeout, fresh, outreg=outreg, seed=seed, extra_flags=extra_flags)
 
 
 def run_folder(target: str, seed: int, extra_flags, rows: int | None = None,
                spd_rows: int | None = None) -> str:
     """The build folder of one run: another seed, more nextpnr arguments or
-    another SAD/PAD row count build in a folder of their own, so a sweep keeps
-    each run's paths report (and no run reuses another netlist's placement)."""
+    another SAD/PAD or SPD row count build in a folder of their own, so a sweep
+    keeps each run's paths report (and no run reuses another netlist's placement)."""
     name = f"synth_policy_{target}" + (f"_s{seed}" if seed != 1 else "")
     if rows and rows != TARGETS[target][-1]:
         name += f"_r{rows}"
