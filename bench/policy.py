@@ -72,6 +72,12 @@ SPD_ROWS = {"25f": 2, "85f": 1}
 PINNED = {"25f": (2, ["--tmg-ripup"]), "85f": (1, ["--placer", "static"])}
 
 
+def rows_text(rows: int, per: str) -> str:
+    """How a table stores an entry, as the bench's labels say it ("2 RAM
+    rows/rule"); report_rate finds a build's own deep-SPD case by it."""
+    return f"{rows} RAM row{'s' if rows > 1 else ''}/{per}"
+
+
 def capacity_text(cap: int, ways: int, cap6: int) -> str:
     if not cap6:
         return f"{cap} latches ({ways}-way, IPv4 and IPv6)"
@@ -434,8 +440,8 @@ def core_cycles(count: int = 16, spd_depth: int = 0, spd_rows: int = 2) -> dict:
     }
     if spd_depth:
         first = next(iter(cases))
-        cases = {f"{first}, SPD rule {spd_depth} of {params.spd_rules} ({spd_rows} RAM "
-                 f"row{'s' if spd_rows > 1 else ''}/rule)": cases[first]}
+        cases = {f"{first}, SPD rule {spd_depth} of {params.spd_rules} ({rows_text(spd_rows, 'rule')})":
+                 cases[first]}
     from latchnic.sim.drops import REASONS
     out, verdicts = {}, {}
     gen = {"alice-in": None}        # verdict.gen of the first pass (CRYPTO), for meta.gen
@@ -555,8 +561,7 @@ def report_rate(cycles: dict, syn: dict):
         return
     kind = "routed" if syn.get("routed") else "placement estimate"
     # the deep-SPD case only as this build stores its rules
-    rows = syn.get("spd_rows", 2)
-    mine = f"({rows} RAM row{'s' if rows > 1 else ''}/rule)"
+    mine = f"({rows_text(syn.get('spd_rows', 2), 'rule')})"
     cycles = {name: c for name, c in cycles.items() if "RAM row" not in name or mine in name}
     print(f"   at this Fmax ({syn['fmax_mhz']} MHz, {kind}), 64 B frames back to back: "
           + ", ".join(f"{name} {syn['fmax_mhz'] / c:.2f}" for name, c in cycles.items())
@@ -625,10 +630,10 @@ def main(argv=None) -> int:
             print(f"   parser, {name}: {c:.1f} cycles/frame = {125 / c:.2f} Mframes/s at 125 MHz")
         for rows in (1, 2):
             for name, c in spd_cycles(rows=rows).items():
-                print(f"   SPD ({rows} RAM row{'s' if rows > 1 else ''}/rule), {name}: {c} cycles/lookup")
+                print(f"   SPD ({rows_text(rows, 'rule')}), {name}: {c} cycles/lookup")
         for rows in (1, 4):
             for name, c in sad_cycles(rows).items():
-                print(f"   SAD ({rows} RAM row{'s' if rows > 1 else ''}/SA), {name}: {c} cycles/lookup")
+                print(f"   SAD ({rows_text(rows, 'SA')}), {name}: {c} cycles/lookup")
         for name, c in latch_cycles().items():
             print(f"   latch table {name}: {c} cycles")
         for v in (4, 6):
